@@ -1,0 +1,141 @@
+"""create_app: routes, middleware, lifespan and error handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from letters.db import make_async_engine, make_sessionmaker
+from letters.mail import MailBackend, make_backend, make_mail_env
+from letters.markdown import render_markdown
+from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
+from letters.settings import PROJECT_ROOT, Settings
+from letters.tokens import Signer
+from letters.views import api, letters, verify
+
+logger = logging.getLogger("letters")
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=PROJECT_ROOT / "templates")
+    templates.env.globals["csrf_token"] = csrf_token
+    templates.env.filters["markdown"] = render_markdown
+    return templates
+
+
+def error_response(request: Request, status: int, code: str, message: str) -> Response:
+    """A JSON error under /api/, an HTML page elsewhere."""
+    headers = {"Cache-Control": "no-store"}
+    if request.url.path.startswith("/api/"):
+        body = {"error": {"code": code, "message": message, "field": None}}
+        return JSONResponse(body, status_code=status, headers=headers)
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request,
+        "errors/error.html",
+        {"status": status, "message": message},
+        status_code=status,
+        headers=headers,
+    )
+
+
+HTTP_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if exc.status_code != 404 else "There is nothing at this address."
+    response = error_response(
+        request, exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(message)
+    )
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    logger.error("database unavailable: %s", type(exc).__name__)
+    response = error_response(
+        request, 503, "unavailable", "The service is briefly unavailable. Please try again."
+    )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # Only the exception type: messages can carry request data.
+    logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response(request, 500, "server_error", "Something went wrong on our side.")
+
+
+def create_app(settings: Settings | None = None, mail: MailBackend | None = None) -> Starlette:
+    settings = settings or Settings()
+    templates = make_templates()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_async_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    routes = [
+        Route("/", letters.index, name="index"),
+        Route("/letters/{slug}", letters.letter_page, name="letter"),
+        Route("/letters/{slug}/sign", letters.sign, methods=["POST"], name="sign"),
+        Route("/letters/{slug}/check-email", letters.check_email, name="check_email"),
+        Route("/letters/{slug}/signatures", letters.signatures_page, name="signatures"),
+        Route("/verify/{token}", verify.verify_page, methods=["GET", "POST"], name="verify"),
+        Route("/api/letters", api.list_letters, name="api_letters"),
+        Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),
+        Route(
+            "/api/letters/{slug}/signatures",
+            api.signatures,
+            methods=["GET", "POST"],
+            name="api_signatures",
+        ),
+        Route("/api/verify", api.verify, methods=["POST"], name="api_verify"),
+        Route("/healthz", health, name="health"),
+        Mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeadersMiddleware, secure_cookies=settings.base_url.startswith("https")),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+    ]
+    exception_handlers: dict[Any, Any] = {
+        HTTPException: http_exception,
+        OperationalError: database_unavailable,
+        InterfaceError: database_unavailable,
+        Exception: server_error,
+    }
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.templates = templates
+    app.state.mail_env = make_mail_env()
+    app.state.signer = Signer(settings.secret_key)
+    app.state.mail = mail or make_backend(settings)
+    return app
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,117 @@
+"""The `letters` command: serve, migrate, import."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from letters.importer import LetterFileError, import_letter, load_demo, parse_letter
+from letters.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as error:
+        sys.exit(f"letters: invalid settings: {error}")
+
+
+def migrate(settings: Settings) -> None:
+    from letters.migrate import upgrade
+
+    upgrade(settings)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    migrate(settings)
+    print("Database is up to date.")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from letters.db import make_sync_engine
+
+    settings = _settings()
+    path = Path(args.file)
+    try:
+        letter_file = parse_letter(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        sys.exit(f"letters import: cannot read {path}: {error.strerror}")
+    except LetterFileError as error:
+        sys.exit(f"letters import: {path}: {error}")
+    engine = make_sync_engine(settings)
+    letter, created = import_letter(engine, letter_file)
+    engine.dispose()
+    action = "Created" if created else "Updated"
+    url = f"{settings.base_url}/letters/{letter.slug}"
+    print(f"{action} letter '{letter.slug}' ({letter.status}): {url}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from letters.db import make_sync_engine
+    from letters.logs import uvicorn_log_config
+
+    if "BASE_URL" not in os.environ:
+        # Links in emails must point at this server; worker processes read it from here.
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+        os.environ["BASE_URL"] = f"http://{host}:{args.port}"
+    settings = _settings()
+    if args.demo or settings.environment == "development":
+        migrate(settings)
+    if args.demo:
+        engine = make_sync_engine(settings)
+        letter = load_demo(engine)
+        engine.dispose()
+        print(f"Demo letter: {settings.base_url}/letters/{letter.slug}")
+    if not settings.smtp_url:
+        print("SMTP_URL is not set: emails are printed here instead of being sent.")
+    uvicorn.run(
+        "letters.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        log_config=uvicorn_log_config(),
+        server_header=False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="letters", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the web server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--demo", action="store_true", help="load the demo letter first")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips (behind a reverse proxy)",
+    )
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate_parser = commands.add_parser("migrate", help="upgrade the database schema")
+    migrate_parser.set_defaults(handler=cmd_migrate)
+
+    import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
+    import_parser.add_argument("file", metavar="LETTER.md")
+    import_parser.set_defaults(handler=cmd_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

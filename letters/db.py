@@ -1,0 +1,80 @@
+"""Database engines and sessions for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.settings import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers; every transaction takes the write lock up front.
+
+    SQLite's default deferred transactions fail at once with "database is locked" when a
+    reader later tries to write while another writer holds the lock; `BEGIN IMMEDIATE`
+    makes them wait (up to the busy timeout) instead, so concurrent confirmations queue.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below decide
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_connect_args() -> dict[str, Any]:
+    return {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+
+
+def _ensure_sqlite_folder(settings: Settings) -> None:
+    path = make_url(settings.database_url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_async_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        _ensure_sqlite_folder(settings)
+        engine = create_async_engine(
+            settings.async_database_url, connect_args=_sqlite_connect_args(), hide_parameters=True
+        )
+        _prepare_sqlite(engine.sync_engine)
+        return engine
+    return create_async_engine(
+        settings.async_database_url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
+
+
+def make_sync_engine(settings: Settings) -> Engine:
+    """For migrations and command-line work."""
+    if settings.is_sqlite:
+        _ensure_sqlite_folder(settings)
+        engine = create_engine(
+            settings.sync_database_url, connect_args=_sqlite_connect_args(), hide_parameters=True
+        )
+        _prepare_sqlite(engine)
+        return engine
+    return create_engine(settings.sync_database_url, pool_pre_ping=True, hide_parameters=True)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

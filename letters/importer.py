@@ -1,0 +1,146 @@
+"""Letters as Markdown files with YAML front matter: the `letters import` command and --demo.
+
+---
+slug: drop-the-contract
+title: Drop the contract
+status: published          # draft, published or closed
+ask_title: true            # ask signers for a job title or team (default true)
+domains:
+  microsoft.com: Microsoft
+  linkedin.com: {organization: LinkedIn, subdomains: true}
+---
+The body, in Markdown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import Engine
+from sqlmodel import Session, delete, select
+
+from letters.domains import normalize_domain
+from letters.models import AllowedDomain, Letter, LetterStatus, utcnow
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_BODY = 100_000
+DEMO_LETTER = Path(__file__).parent / "demo" / "microsoft-ice.md"
+
+
+class LetterFileError(ValueError):
+    """The file is not a valid letter; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    domain: str
+    organization: str
+    include_subdomains: bool
+
+
+@dataclass(frozen=True)
+class LetterFile:
+    slug: str
+    title: str
+    status: str
+    ask_title: bool
+    body: str
+    domains: list[DomainSpec]
+
+
+def parse_letter(text: str) -> LetterFile:
+    match = re.match(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", text, re.DOTALL)
+    if not match:
+        raise LetterFileError("the file must start with front matter between two '---' lines")
+    try:
+        meta: Any = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as error:
+        raise LetterFileError(f"the front matter is not valid YAML: {error}") from None
+    if not isinstance(meta, dict):
+        raise LetterFileError("the front matter must be a mapping")
+    body = match.group(2).strip()
+    slug = str(meta.get("slug", "")).strip()
+    if not SLUG_PATTERN.match(slug) or len(slug) > 80:
+        raise LetterFileError("slug must be lower-case letters, digits and single hyphens")
+    title = str(meta.get("title", "")).strip()
+    if not title or len(title) > 200:
+        raise LetterFileError("title is required (at most 200 characters)")
+    status = str(meta.get("status", LetterStatus.draft))
+    if status not in {s.value for s in LetterStatus}:
+        raise LetterFileError("status must be draft, published or closed")
+    if not body or len(body) > MAX_BODY:
+        raise LetterFileError(f"the body is required (at most {MAX_BODY} characters)")
+    raw_domains = meta.get("domains")
+    if not isinstance(raw_domains, dict) or not raw_domains:
+        raise LetterFileError("domains must map each allowed domain to an organization name")
+    domains = []
+    for raw_domain, value in raw_domains.items():
+        try:
+            domain = normalize_domain(str(raw_domain))
+        except ValueError as error:
+            raise LetterFileError(str(error)) from None
+        if isinstance(value, dict):
+            organization = str(value.get("organization", "")).strip()
+            subdomains = bool(value.get("subdomains", False))
+        else:
+            organization, subdomains = str(value or "").strip(), False
+        if not organization or len(organization) > 100:
+            raise LetterFileError(f"{raw_domain}: give an organization name (up to 100 characters)")
+        domains.append(DomainSpec(domain, organization, subdomains))
+    if len({spec.domain for spec in domains}) != len(domains):
+        raise LetterFileError("a domain is listed twice")
+    return LetterFile(
+        slug=slug,
+        title=title,
+        status=status,
+        ask_title=bool(meta.get("ask_title", True)),
+        body=body,
+        domains=domains,
+    )
+
+
+def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool]:
+    """Create the letter, or update the one with the same slug. Returns (letter, created)."""
+    now = utcnow()
+    with Session(engine) as session:
+        letter = session.exec(select(Letter).where(Letter.slug == letter_file.slug)).first()
+        created = letter is None
+        if letter is None:
+            letter = Letter(slug=letter_file.slug, title="", body="", created_at=now)
+        letter.title = letter_file.title
+        letter.body = letter_file.body
+        letter.ask_title = letter_file.ask_title
+        if letter.status != letter_file.status:
+            if letter_file.status == LetterStatus.published and letter.published_at is None:
+                letter.published_at = now
+            if letter_file.status == LetterStatus.closed:
+                letter.published_at = letter.published_at or now
+                letter.closed_at = now
+            if letter_file.status == LetterStatus.published:
+                letter.closed_at = None
+            letter.status = letter_file.status
+        letter.updated_at = now
+        session.add(letter)
+        session.flush()
+        session.exec(delete(AllowedDomain).where(AllowedDomain.letter_id == letter.id))  # type: ignore[call-overload]
+        for spec in letter_file.domains:
+            session.add(
+                AllowedDomain(
+                    letter_id=letter.id,  # type: ignore[arg-type]
+                    domain=spec.domain,
+                    organization=spec.organization,
+                    include_subdomains=spec.include_subdomains,
+                )
+            )
+        session.commit()
+        session.refresh(letter)
+        return letter, created
+
+
+def load_demo(engine: Engine) -> Letter:
+    letter, _ = import_letter(engine, parse_letter(DEMO_LETTER.read_text(encoding="utf-8")))
+    return letter

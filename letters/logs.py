@@ -1,0 +1,61 @@
+"""Logging for the server: the access log names no client address and no token."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+# Magic-link tokens travel in the path of /verify/{token}; anything else secret travels
+# only in request bodies, which are never logged.
+_TOKEN_IN_PATH = re.compile(r"(/verify/)[^\s/?\"]+")
+
+
+def redact(text: str) -> str:
+    return _TOKEN_IN_PATH.sub(r"\1[redacted]", text)
+
+
+class RedactTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "letters.logs.RedactTokens"}},
+        "formatters": {
+            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                # No %(client_addr)s: a signer's IP address is not ours to keep.
+                "fmt": '%(asctime)s %(levelname)s access: "%(request_line)s" %(status_code)s',
+                "use_colors": False,
+            },
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            },
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "access",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "letters": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        },
+    }

@@ -1,0 +1,159 @@
+"""Tables. A verified signature keeps no email address, only a keyed hash of it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+# Named constraints make SQLite and PostgreSQL migrations identical and reversible.
+SQLModel.metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite forgets)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use letters.models.utcnow()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _timestamp(nullable: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class LetterStatus(StrEnum):
+    draft = "draft"
+    published = "published"
+    closed = "closed"
+
+
+class Letter(SQLModel, table=True):
+    """An open letter. Its counters change only in the transaction that verifies a signature."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(sa_column=Column(String(80), nullable=False, unique=True))
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=LetterStatus.draft, sa_column=Column(String(20), nullable=False))
+    ask_title: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    published_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    verified_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    named_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    hidden_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+
+
+class AllowedDomain(SQLModel, table=True):
+    """A domain whose addresses may sign a letter, and the organization they stand for."""
+
+    __tablename__ = "allowed_domain"
+    __table_args__ = (UniqueConstraint("letter_id", "domain"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", index=True)
+    domain: str = Field(sa_column=Column(String(253), nullable=False))  # IDNA ASCII, lower case
+    organization: str = Field(sa_column=Column(String(100), nullable=False))
+    include_subdomains: bool = False
+
+
+class OrganizationCount(SQLModel, table=True):
+    """Verified signatures per organization, kept in step with `Letter.verified_count`."""
+
+    __tablename__ = "organization_count"
+    __table_args__ = (UniqueConstraint("letter_id", "organization"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    organization: str = Field(sa_column=Column(String(100), nullable=False))
+    count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+
+
+class PendingSignature(SQLModel, table=True):
+    """A request to sign (or to re-confirm) waiting for its magic link to be used.
+
+    It holds what the signer typed, the keyed hash of their address and the hash of the
+    link's nonce. The link itself and the plaintext address are never stored.
+    """
+
+    __tablename__ = "pending_signature"
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    email_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    domain: str = Field(sa_column=Column(String(253), nullable=False))
+    organization: str = Field(sa_column=Column(String(100), nullable=False))
+    name: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    show_name: bool = False
+    nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=_timestamp())
+    used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+Index("ix_pending_signature_expires_at", PendingSignature.__table__.c.expires_at)  # type: ignore[attr-defined]
+
+
+class Signature(SQLModel, table=True):
+    """A verified signature: one per person per letter, identified by a keyed email hash."""
+
+    __table_args__ = (UniqueConstraint("letter_id", "email_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    email_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    domain: str = Field(sa_column=Column(String(253), nullable=False))
+    organization: str = Field(sa_column=Column(String(100), nullable=False))
+    name: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    show_name: bool = False
+    verified_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+Index(
+    "ix_signature_public",
+    Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
+    Signature.__table__.c.show_name,  # type: ignore[attr-defined]
+    Signature.__table__.c.id,  # type: ignore[attr-defined]
+)
+
+
+class RateLimitHit(SQLModel, table=True):
+    """Requests counted per key (a hash, never a raw address or IP) in a fixed time window."""
+
+    __tablename__ = "rate_limit_hit"
+
+    key: str = Field(sa_column=Column(String(80), primary_key=True))
+    window_start: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    hits: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    expires_at: datetime = Field(sa_column=_timestamp())

@@ -1,0 +1,92 @@
+"""What anyone may read: published and closed letters, their counts and the names shown.
+
+Every query here filters out drafts and hidden signatures; nothing else in the package
+reads signatures for public display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.models import AllowedDomain, Letter, LetterStatus, OrganizationCount, Signature
+
+PUBLIC_STATUSES = (LetterStatus.published, LetterStatus.closed)
+
+
+class LetterNotFound(Exception):
+    """No such letter, or a draft (which is invisible to the public)."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    verified: int
+    named: int
+    hidden: int
+    organizations: list[tuple[str, int]]  # largest first
+    updated_at: datetime
+
+
+async def get_public_letter(session: AsyncSession, slug: str) -> Letter:
+    letter = (await session.exec(select(Letter).where(Letter.slug == slug))).first()
+    if letter is None or letter.status not in PUBLIC_STATUSES:
+        raise LetterNotFound
+    return letter
+
+
+async def list_public_letters(session: AsyncSession) -> Sequence[Letter]:
+    statement = (
+        select(Letter)
+        .where(col(Letter.status).in_(PUBLIC_STATUSES))
+        .order_by(col(Letter.published_at).desc(), col(Letter.id).desc())
+    )
+    return (await session.exec(statement)).all()
+
+
+async def allowed_domains(session: AsyncSession, letter: Letter) -> Sequence[AllowedDomain]:
+    statement = (
+        select(AllowedDomain)
+        .where(AllowedDomain.letter_id == letter.id)
+        .order_by(col(AllowedDomain.organization), col(AllowedDomain.domain))
+    )
+    return (await session.exec(statement)).all()
+
+
+async def tally(session: AsyncSession, letter: Letter) -> Tally:
+    """The counts of a letter, read in one statement each from the counters."""
+    rows = (
+        await session.exec(
+            select(OrganizationCount)
+            .where(OrganizationCount.letter_id == letter.id, col(OrganizationCount.count) > 0)
+            .order_by(col(OrganizationCount.count).desc(), col(OrganizationCount.organization))
+        )
+    ).all()
+    return Tally(
+        verified=letter.verified_count,
+        named=letter.named_count,
+        hidden=letter.hidden_count,
+        organizations=[(row.organization, row.count) for row in rows],
+        updated_at=letter.updated_at,
+    )
+
+
+async def named_signatures(
+    session: AsyncSession, letter: Letter, after_id: int | None, limit: int
+) -> tuple[Sequence[Signature], int | None]:
+    """A page of verified signatures whose signers chose to show their name, oldest first.
+
+    Returns the rows and the id to continue after, or None on the last page.
+    """
+    statement = select(Signature).where(
+        Signature.letter_id == letter.id, col(Signature.show_name).is_(True)
+    )
+    if after_id is not None:
+        statement = statement.where(col(Signature.id) > after_id)
+    rows = (await session.exec(statement.order_by(col(Signature.id)).limit(limit + 1))).all()
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None

@@ -1,0 +1,143 @@
+"""Settings read from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
+
+
+class SMTPConfig(BaseModel):
+    """Where and how to send mail, parsed from `SMTP_URL`."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    start_tls: bool | None = None  # None: upgrade when the server offers STARTTLS
+    timeout: float = 10.0
+
+
+def parse_smtp_url(url: str) -> SMTPConfig:
+    """Parse `smtp://[user:pass@]host[:port][?starttls=require|off]` or `smtps://...`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("SMTP_URL must look like smtp://[user:pass@]host:port or smtps://...")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    use_tls = parts.scheme == "smtps"
+    start_tls: bool | None = None
+    mode = query.get("starttls", "").lower()
+    if mode in ("require", "true", "1", "yes"):
+        start_tls = True
+    elif mode in ("off", "false", "0", "no"):
+        start_tls = False
+    elif mode:
+        raise ValueError("SMTP_URL starttls must be 'require' or 'off'")
+    if use_tls:
+        start_tls = False
+    return SMTPConfig(
+        host=parts.hostname,
+        port=parts.port or (465 if use_tls else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        use_tls=use_tls,
+        start_tls=start_tls,
+        timeout=float(query.get("timeout", 10)),
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting of an instance. Each one is documented in README.md."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    database_url: str = ""
+    secret_key: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    smtp_url: str = ""
+    mail_from: str = "Letters <no-reply@localhost>"
+    instance_path: Path = PROJECT_ROOT / "instance"
+    link_max_age: int = Field(default=24 * 3600, gt=0)
+    limit_window: int = Field(default=3600, gt=0)
+    limit_per_address: int = Field(default=5, gt=0)
+    limit_per_ip: int = Field(default=500, gt=0)
+    limit_per_domain: int = Field(default=20000, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp(cls, value: str) -> str:
+        if value:
+            parse_smtp_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.instance_path / 'letters.db'}"
+        self.database_url = normalize_database_url(self.database_url)
+        if not self.secret_key:
+            if self.environment == "production":
+                raise ValueError("SECRET_KEY must be set in production")
+            self.secret_key = _instance_secret(self.instance_path)
+        elif self.environment == "production" and (
+            self.secret_key.lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
+        ):
+            raise ValueError("SECRET_KEY must be a random value of at least 32 characters")
+        return self
+
+    @property
+    def smtp(self) -> SMTPConfig | None:
+        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def async_database_url(self) -> str:
+        """The URL with the async driver the app uses."""
+        if self.is_sqlite:
+            return self.database_url.replace("sqlite://", "sqlite+aiosqlite://", 1)
+        return self.database_url
+
+    @property
+    def sync_database_url(self) -> str:
+        """The URL with a sync driver, for Alembic and the command line."""
+        return self.database_url
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept `postgres://` and `postgresql://` as people write them; use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url[len("sqlite+aiosqlite://") :]
+    return url
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """Create once, then reuse, a secret key kept in the local instance folder."""
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

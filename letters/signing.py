@@ -1,0 +1,280 @@
+"""Sign and confirm: the transactions that matter most.
+
+Counting rule: a letter's counters and its organization counts change only inside the
+transaction that turns a pending signature into a verified one, guarded so that a pending
+signature is used once (`UPDATE ... WHERE used_at IS NULL`) and a person is counted once
+(`INSERT ... ON CONFLICT (letter_id, email_hash) DO NOTHING`). Either both the signature and
+its count are written, or neither is, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.domains import match_domain, refusal_message
+from letters.forms import FieldError, SignatureInput
+from letters.models import (
+    AllowedDomain,
+    Letter,
+    LetterStatus,
+    OrganizationCount,
+    PendingSignature,
+    Signature,
+    utcnow,
+)
+from letters.public import get_public_letter
+from letters.ratelimit import Limit, hit, ip_prefix
+from letters.settings import Settings
+from letters.tokens import LinkUsed, Signer, TokenError, hash_nonce, new_nonce
+
+
+class LetterClosed(Exception):
+    """The letter no longer takes signatures."""
+
+
+@dataclass(frozen=True)
+class LinkToSend:
+    """What the caller needs to email the magic link; never stored or logged."""
+
+    email: str
+    token: str
+    letter: Letter
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    letter: Letter
+    outcome: str  # "verified": newly counted; "updated": already counted, details updated
+    signature: Signature
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def request_signature(
+    session: AsyncSession,
+    *,
+    slug: str,
+    data: dict[str, Any],
+    client_host: str | None,
+    signer: Signer,
+    settings: Settings,
+    now: datetime | None = None,
+) -> LinkToSend:
+    """Record a pending signature and return the link to email. Commits.
+
+    Raises LetterNotFound, LetterClosed, FieldError or RateLimited; in each case nothing
+    is written. The outcome is the same whether or not the address already signed.
+    """
+    now = now or utcnow()
+    letter = await get_public_letter(session, slug)
+    form = SignatureInput.parse(data, ask_title=letter.ask_title)
+    if letter.status != LetterStatus.published:
+        raise LetterClosed
+    rules = (
+        await session.exec(select(AllowedDomain).where(AllowedDomain.letter_id == letter.id))
+    ).all()
+    rule = match_domain(form.address.domain, rules)
+    if rule is None:
+        raise FieldError("email", refusal_message(form.address.domain, rules), "domain_not_allowed")
+    email_hash = signer.email_hash(form.address.canonical)
+    window = settings.limit_window
+    await hit(
+        session,
+        [
+            Limit(f"addr:{letter.id}:{email_hash[:32]}", settings.limit_per_address),
+            Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
+            Limit(
+                "dom:" + signer.key_hash("domain", form.address.domain), settings.limit_per_domain
+            ),
+        ],
+        window,
+        now,
+    )
+    nonce = new_nonce()
+    pending = PendingSignature(
+        letter_id=letter.id,  # type: ignore[arg-type]
+        email_hash=email_hash,
+        domain=form.address.domain,
+        organization=rule.organization,
+        name=form.name,
+        title=form.title,
+        show_name=form.show_name,
+        nonce_hash=hash_nonce(nonce),
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.link_max_age),
+    )
+    session.add(pending)
+    await session.flush()
+    token = signer.make_link_token(pending.id, nonce)  # type: ignore[arg-type]
+    await session.commit()
+    return LinkToSend(email=form.address.email, token=token, letter=letter)
+
+
+@dataclass(frozen=True)
+class PendingView:
+    """What the confirmation page shows before the signer presses the button."""
+
+    letter: Letter
+    pending: PendingSignature
+    used: bool
+
+
+async def inspect_link(
+    session: AsyncSession, token: str, signer: Signer, settings: Settings
+) -> PendingView:
+    """Read a magic link without using it (safe for GET and for mail scanners)."""
+    claims = signer.read_link_token(token, settings.link_max_age)
+    pending = await session.get(PendingSignature, claims.pending_id)
+    if pending is None or pending.nonce_hash != hash_nonce(claims.nonce):
+        raise TokenError("invalid_token", "This link is not valid.")
+    letter = await session.get(Letter, pending.letter_id)
+    if letter is None or letter.status == LetterStatus.draft:
+        raise TokenError("invalid_token", "This link is not valid.")
+    if pending.used_at is None and pending.expires_at <= utcnow():
+        raise TokenError("expired_token", "This link has expired.")
+    return PendingView(letter=letter, pending=pending, used=pending.used_at is not None)
+
+
+async def confirm(
+    session: AsyncSession,
+    token: str,
+    signer: Signer,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Confirmation:
+    """Use a magic link: verify (and count) the signature, once. Commits.
+
+    Raises TokenError (invalid, expired or already used) or LetterClosed.
+    """
+    now = now or utcnow()
+    view = await inspect_link(session, token, signer, settings)
+    if view.used:
+        raise LinkUsed
+    if view.letter.status != LetterStatus.published:
+        raise LetterClosed
+    pending = view.pending
+    claimed = await session.exec(  # type: ignore[call-overload]
+        update(PendingSignature)
+        .where(
+            col(PendingSignature.id) == pending.id,
+            col(PendingSignature.used_at).is_(None),
+            col(PendingSignature.expires_at) > now,
+        )
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        await session.rollback()
+        raise LinkUsed
+
+    insert = _insert_for(session)
+    signature_table = Signature.__table__  # type: ignore[attr-defined]
+    inserted = (
+        await session.exec(  # type: ignore[call-overload]
+            insert(signature_table)
+            .values(
+                letter_id=pending.letter_id,
+                email_hash=pending.email_hash,
+                domain=pending.domain,
+                organization=pending.organization,
+                name=pending.name,
+                title=pending.title,
+                show_name=pending.show_name,
+                verified_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[signature_table.c.letter_id, signature_table.c.email_hash]
+            )
+            .returning(signature_table.c.id)
+        )
+    ).scalar_one_or_none()
+
+    if inserted is not None:
+        await _count(session, pending.letter_id, pending.organization, pending.show_name, now)
+        outcome = "verified"
+    else:
+        await _update_existing(session, pending, now)
+        outcome = "updated"
+    await session.commit()
+    signature = (
+        await session.exec(
+            select(Signature).where(
+                Signature.letter_id == pending.letter_id,
+                Signature.email_hash == pending.email_hash,
+            )
+        )
+    ).one()
+    letter = await session.get(Letter, pending.letter_id, populate_existing=True)
+    assert letter is not None
+    return Confirmation(letter=letter, outcome=outcome, signature=signature)
+
+
+async def _count(
+    session: AsyncSession, letter_id: int, organization: str, named: bool, now: datetime
+) -> None:
+    """Add one verified signature to the letter's counters, in the caller's transaction."""
+    await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(col(Letter.id) == letter_id)
+        .values(
+            verified_count=col(Letter.verified_count) + 1,
+            named_count=col(Letter.named_count) + (1 if named else 0),
+            hidden_count=col(Letter.hidden_count) + (0 if named else 1),
+            updated_at=now,
+        )
+    )
+    insert = _insert_for(session)
+    table = OrganizationCount.__table__  # type: ignore[attr-defined]
+    await session.exec(  # type: ignore[call-overload]
+        insert(table)
+        .values(letter_id=letter_id, organization=organization, count=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.letter_id, table.c.organization],
+            set_={"count": table.c.count + 1},
+        )
+    )
+
+
+async def _update_existing(session: AsyncSession, pending: PendingSignature, now: datetime) -> None:
+    """A person who already signed confirmed again: take their new details, count nothing new.
+
+    The row is locked (`FOR UPDATE` on PostgreSQL; SQLite's transaction already holds the
+    write lock) so two concurrent re-confirmations cannot both move a named/hidden count.
+    """
+    signature = (
+        await session.exec(
+            select(Signature)
+            .where(
+                Signature.letter_id == pending.letter_id,
+                Signature.email_hash == pending.email_hash,
+            )
+            .with_for_update()
+        )
+    ).one()
+    if signature.show_name != pending.show_name:
+        shift = 1 if pending.show_name else -1
+        await session.exec(  # type: ignore[call-overload]
+            update(Letter)
+            .where(col(Letter.id) == pending.letter_id)
+            .values(
+                named_count=col(Letter.named_count) + shift,
+                hidden_count=col(Letter.hidden_count) - shift,
+                updated_at=now,
+            )
+        )
+    signature.name = pending.name
+    signature.title = pending.title
+    signature.show_name = pending.show_name
+    signature.updated_at = now
+    session.add(signature)
+    await session.flush()

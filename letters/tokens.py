@@ -1,0 +1,106 @@
+"""Signed tokens (one salt per purpose) and keyed hashes derived from the secret key.
+
+A magic link carries `{"p": pending_id, "n": nonce}` signed and timestamped by itsdangerous.
+The database keeps only SHA-256 of the nonce, so a copy of the database cannot forge or
+replay a link, and a link cannot be used for another pending signature or purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+SIGNER_LINK = "signer-link"
+CSRF = "csrf"
+CURSOR = "cursor"
+
+
+class TokenError(Exception):
+    """A token that cannot be used; `code` is `invalid_token` or `expired_token`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LinkUsed(TokenError):
+    """The link was already used (its signature may well be verified)."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid_token", "This link has already been used.")
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    pending_id: int
+    nonce: str
+
+
+class Signer:
+    """All signing and keyed hashing for one secret key."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._secret = secret_key
+
+    def _derived_key(self, purpose: str) -> bytes:
+        return hmac.new(self._secret.encode(), purpose.encode(), hashlib.sha256).digest()
+
+    def email_hash(self, canonical_email: str) -> str:
+        """Keyed HMAC of a normalized address: dedup without keeping the address."""
+        key = self._derived_key("email-hash")
+        return hmac.new(key, canonical_email.encode(), hashlib.sha256).hexdigest()
+
+    def key_hash(self, purpose: str, value: str) -> str:
+        """Keyed hash for rate-limit keys and the like (IPs, domains)."""
+        key = self._derived_key(f"key:{purpose}")
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def timed(self, salt: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._secret, salt=salt)
+
+    def untimed(self, salt: str) -> URLSafeSerializer:
+        return URLSafeSerializer(self._secret, salt=salt)
+
+    def make_link_token(self, pending_id: int, nonce: str) -> str:
+        return self.timed(SIGNER_LINK).dumps({"p": pending_id, "n": nonce})
+
+    def read_link_token(self, token: str, max_age: int) -> LinkClaims:
+        try:
+            data: Any = self.timed(SIGNER_LINK).loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise TokenError("expired_token", "This link has expired.") from None
+        except BadSignature:
+            raise TokenError("invalid_token", "This link is not valid.") from None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("p"), int)
+            or not isinstance(data.get("n"), str)
+        ):
+            raise TokenError("invalid_token", "This link is not valid.")
+        return LinkClaims(pending_id=data["p"], nonce=data["n"])
+
+    def dumps_cursor(self, value: int) -> str:
+        return self.untimed(CURSOR).dumps(value)
+
+    def loads_cursor(self, cursor: str) -> int:
+        try:
+            value = self.untimed(CURSOR).loads(cursor)
+        except BadSignature:
+            raise ValueError("bad cursor") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("bad cursor")
+        return value
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hash_nonce(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()

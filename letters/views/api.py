@@ -1,0 +1,201 @@
+"""The public JSON interface. Its shapes are documented in README.md; keep them stable."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from letters.forms import FieldError
+from letters.mail import MailError
+from letters.models import Letter
+from letters.public import (
+    LetterNotFound,
+    Tally,
+    allowed_domains,
+    get_public_letter,
+    list_public_letters,
+    named_signatures,
+    tally,
+)
+from letters.ratelimit import RateLimited
+from letters.signing import LetterClosed, confirm, request_signature
+from letters.tokens import TokenError
+from letters.views.common import client_host, db_session, send_signing_link, settings_of
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+MAX_JSON_BYTES = 16 * 1024
+
+
+def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def not_found() -> JSONResponse:
+    return error(404, "not_found", "No published letter has this address.")
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def letter_url(request: Request, letter: Letter) -> str:
+    return f"{settings_of(request).base_url}/letters/{letter.slug}"
+
+
+async def read_json(request: Request) -> dict[str, Any] | JSONResponse:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return error(415, "unsupported_media_type", "Send the request body as application/json.")
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        return error(413, "body_too_large", "The request body is too large.")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "invalid_json", "The request body is not valid JSON.")
+    if not isinstance(data, dict):
+        return error(400, "invalid_json", "The request body must be a JSON object.")
+    return data
+
+
+async def list_letters(request: Request) -> Response:
+    async with db_session(request) as session:
+        letters = await list_public_letters(session)
+    return JSONResponse(
+        {
+            "letters": [
+                {
+                    "slug": letter.slug,
+                    "title": letter.title,
+                    "status": letter.status,
+                    "verified_count": letter.verified_count,
+                    "url": letter_url(request, letter),
+                }
+                for letter in letters
+            ]
+        }
+    )
+
+
+def letter_json(request: Request, letter: Letter, counts: Tally, domains: list[str]) -> dict:
+    return {
+        "slug": letter.slug,
+        "title": letter.title,
+        "status": letter.status,
+        "url": letter_url(request, letter),
+        "published_at": iso(letter.published_at),
+        "closed_at": iso(letter.closed_at),
+        "allowed_domains": domains,
+        "verified_count": counts.verified,
+        "named_count": counts.named,
+        "hidden_count": counts.hidden,
+        "organizations": [{"name": name, "count": count} for name, count in counts.organizations],
+        "updated_at": iso(counts.updated_at),
+    }
+
+
+async def letter_detail(request: Request) -> Response:
+    async with db_session(request) as session:
+        try:
+            letter = await get_public_letter(session, request.path_params["slug"])
+        except LetterNotFound:
+            return not_found()
+        counts = await tally(session, letter)
+        domains = [rule.domain for rule in await allowed_domains(session, letter)]
+    return JSONResponse(letter_json(request, letter, counts, sorted(domains)))
+
+
+async def signatures(request: Request) -> Response:
+    if request.method == "POST":
+        return await sign(request)
+    signer = request.app.state.signer
+    limit_text = request.query_params.get("limit", str(DEFAULT_PAGE))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        return error(400, "invalid_parameter", f"limit must be 1 to {MAX_PAGE}.", "limit")
+    after_id = None
+    after = request.query_params.get("after")
+    if after:
+        try:
+            after_id = signer.loads_cursor(after)
+        except ValueError:
+            return error(400, "invalid_cursor", "after is not a cursor from this API.", "after")
+    async with db_session(request) as session:
+        try:
+            letter = await get_public_letter(session, request.path_params["slug"])
+        except LetterNotFound:
+            return not_found()
+        rows, next_id = await named_signatures(session, letter, after_id, int(limit_text))
+    return JSONResponse(
+        {
+            "signatures": [
+                {
+                    "name": row.name,
+                    "title": row.title or None,
+                    "organization": row.organization,
+                    "signed_at": iso(row.verified_at),
+                }
+                for row in rows
+            ],
+            "next": signer.dumps_cursor(next_id) if next_id is not None else None,
+        }
+    )
+
+
+async def sign(request: Request) -> Response:
+    data = await read_json(request)
+    if isinstance(data, JSONResponse):
+        return data
+    try:
+        async with db_session(request) as session:
+            link = await request_signature(
+                session,
+                slug=request.path_params["slug"],
+                data=data,
+                client_host=client_host(request),
+                signer=request.app.state.signer,
+                settings=settings_of(request),
+            )
+        await send_signing_link(request, link)
+    except LetterNotFound:
+        return not_found()
+    except LetterClosed:
+        return error(409, "letter_closed", "This letter has closed and no longer takes signatures.")
+    except FieldError as problem:
+        return error(422, problem.code, problem.message, problem.field)
+    except RateLimited as limited:
+        response = error(429, "rate_limited", "Too many requests. Please wait and try again.")
+        response.headers["Retry-After"] = str(limited.retry_after)
+        return response
+    except MailError:
+        response = error(503, "mail_unavailable", "The email could not be sent. Try again soon.")
+        response.headers["Retry-After"] = "60"
+        return response
+    return JSONResponse({"status": "check_your_email"}, status_code=202)
+
+
+async def verify(request: Request) -> Response:
+    data = await read_json(request)
+    if isinstance(data, JSONResponse):
+        return data
+    token = data.get("token")
+    if not isinstance(token, str) or not token or len(token) > 1000:
+        return error(400, "invalid_token", "token must be the token from the link.", "token")
+    async with db_session(request) as session:
+        try:
+            result = await confirm(session, token, request.app.state.signer, settings_of(request))
+        except TokenError as problem:
+            return error(400, problem.code, problem.message, "token")
+        except LetterClosed:
+            return error(
+                409, "letter_closed", "This letter has closed and no longer takes signatures."
+            )
+    return JSONResponse({"status": "verified", "letter": result.letter.slug})
