@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from letters.db import make_async_engine, make_sessionmaker
+from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import render_markdown
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         engine = make_async_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.writer = make_sessionmaker(writer(engine))
         try:
             yield
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -12,14 +12,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BEGIN = "letters_sqlite_begin"
 
 
 def _prepare_sqlite(engine: Engine) -> None:
-    """WAL for concurrent readers; every transaction takes the write lock up front.
+    """WAL for concurrent readers; writing transactions take the write lock up front.
 
     SQLite's default deferred transactions fail at once with "database is locked" when a
     reader later tries to write while another writer holds the lock; `BEGIN IMMEDIATE`
     makes them wait (up to the busy timeout) instead, so concurrent confirmations queue.
+    Reading transactions stay deferred so they never block writers. An engine made with
+    `writer(engine)` starts immediate transactions.
     """
 
     @event.listens_for(engine, "connect")
@@ -34,7 +37,8 @@ def _prepare_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def _sqlite_connect_args() -> dict[str, Any]:
@@ -78,3 +82,11 @@ def make_sync_engine(settings: Settings) -> Engine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+EngineT = TypeVar("EngineT", Engine, AsyncEngine)
+
+
+def writer(engine: EngineT) -> EngineT:
+    """The same engine and pool, for transactions that write (immediate on SQLite)."""
+    return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})

@@ -155,7 +155,7 @@ async def sign(request: Request) -> Response:
     if isinstance(data, JSONResponse):
         return data
     try:
-        async with db_session(request) as session:
+        async with db_session(request, write=True) as session:
             link = await request_signature(
                 session,
                 slug=request.path_params["slug"],
@@ -189,7 +189,7 @@ async def verify(request: Request) -> Response:
     token = data.get("token")
     if not isinstance(token, str) or not token or len(token) > 1000:
         return error(400, "invalid_token", "token must be the token from the link.", "token")
-    async with db_session(request) as session:
+    async with db_session(request, write=True) as session:
         try:
             result = await confirm(session, token, request.app.state.signer, settings_of(request))
         except TokenError as problem:

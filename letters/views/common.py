@@ -14,8 +14,10 @@ from letters.signing import LinkToSend
 
 
 @asynccontextmanager
-async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessionmaker() as session:
+async def db_session(request: Request, write: bool = False) -> AsyncIterator[AsyncSession]:
+    """A session for one request; `write=True` for the transactions that change data."""
+    maker = request.app.state.writer if write else request.app.state.sessionmaker
+    async with maker() as session:
         yield session
 
 

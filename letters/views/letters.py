@@ -85,7 +85,7 @@ async def sign(request: Request) -> Response:
     data = {key: value if isinstance(value, str) else None for key, value in values.items()}
     settings = settings_of(request)
     try:
-        async with db_session(request) as session:
+        async with db_session(request, write=True) as session:
             link = await request_signature(
                 session,
                 slug=slug,

@@ -49,7 +49,7 @@ async def verify_page(request: Request) -> Response:
                 {"message": "The form could not be read."},
                 status=400,
             )
-    async with db_session(request) as session:
+    async with db_session(request, write=request.method == "POST") as session:
         try:
             if request.method == "GET":
                 view = await inspect_link(session, token, signer, settings)

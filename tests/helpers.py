@@ -1,0 +1,75 @@
+"""Small helpers the tests share: sign, confirm, read counts, read CSRF tokens."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlmodel import Session, func, select
+from starlette.testclient import TestClient
+
+from letters.models import Letter, OrganizationCount, PendingSignature, Signature
+
+CSRF_FIELD = re.compile(r'name="csrftoken" value="([^"]+)"')
+
+
+def sign_api(
+    client: TestClient,
+    email: str,
+    name: str = "",
+    show_name: bool = False,
+    title: str = "",
+    slug: str = "test-letter",
+    **headers: str,
+) -> Any:
+    return client.post(
+        f"/api/letters/{slug}/signatures",
+        json={"name": name, "email": email, "title": title, "show_name": show_name},
+        headers=headers or None,
+    )
+
+
+def confirm_api(client: TestClient, token: str) -> Any:
+    return client.post("/api/verify", json={"token": token})
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_FIELD.search(html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+def counts(db: Session, slug: str = "test-letter") -> dict[str, Any]:
+    """The counters, the organization counts and the rows they must agree with."""
+    db.rollback()  # end the read snapshot so the next query sees the latest commits
+    letter = db.exec(select(Letter).where(Letter.slug == slug)).one()
+    orgs = db.exec(select(OrganizationCount).where(OrganizationCount.letter_id == letter.id)).all()
+    rows = db.exec(
+        select(func.count()).select_from(Signature).where(Signature.letter_id == letter.id)
+    ).one()
+    named_rows = db.exec(
+        select(func.count())
+        .select_from(Signature)
+        .where(Signature.letter_id == letter.id, Signature.show_name == True)  # noqa: E712
+    ).one()
+    return {
+        "verified": letter.verified_count,
+        "named": letter.named_count,
+        "hidden": letter.hidden_count,
+        "orgs": {org.organization: org.count for org in orgs if org.count},
+        "rows": rows,
+        "named_rows": named_rows,
+    }
+
+
+def assert_consistent(db: Session, slug: str = "test-letter") -> dict[str, Any]:
+    """verified == named + hidden == sum of organizations == rows."""
+    c = counts(db, slug)
+    assert c["verified"] == c["named"] + c["hidden"] == sum(c["orgs"].values()) == c["rows"]
+    assert c["named"] == c["named_rows"]
+    return c
+
+
+def pending_count(db: Session) -> int:
+    db.rollback()  # end the read snapshot so the next query sees the latest commits
+    return db.exec(select(func.count()).select_from(PendingSignature)).one()
