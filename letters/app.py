@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from letters.db import make_async_engine, make_sessionmaker, writer
+from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import render_markdown
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
@@ -82,6 +83,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None, mail: MailBackend | None = None) -> Starlette:
     settings = settings or Settings()
+    silence_parameter_logging()
     templates = make_templates()
 
     @contextlib.asynccontextmanager

@@ -24,6 +24,15 @@ class RedactTokens(logging.Filter):
         return True
 
 
+# Libraries that log SQL parameters (names, hashes) at DEBUG level; never let them.
+PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "psycopg")
+
+
+def silence_parameter_logging() -> None:
+    for name in PARAMETER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def uvicorn_log_config() -> dict[str, Any]:
     return {
         "version": 1,

@@ -64,7 +64,7 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if not ON_POSTGRES:
         path = tmp_path_factory.mktemp("template") / "template.db"
         url = f"sqlite:///{path}"
-        upgrade(test_settings(url))
+        upgrade(make_settings(url))
         yield url
         return
     server_url = make_url(normalize_database_url(TEST_DATABASE_URL))
@@ -74,7 +74,7 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = server_url.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(test_settings(url))
+        upgrade(make_settings(url))
         yield url
     finally:
         with admin.connect() as connection:
@@ -100,7 +100,7 @@ def database_url(database_template: str, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def test_settings(database_url: str, **overrides: Any) -> Settings:
+def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": database_url,
@@ -180,7 +180,7 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture
 def settings(database_url: str, mailbox: Mailbox, tmp_path: Path) -> Settings:
-    return test_settings(database_url, smtp_url=mailbox.url, instance_path=tmp_path)
+    return make_settings(database_url, smtp_url=mailbox.url, instance_path=tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,106 @@
+"""Abuse limits: tight per address, generous per IP and per domain, shared via the database."""
+
+from __future__ import annotations
+
+import pytest
+
+from letters.app import create_app
+from letters.ratelimit import ip_prefix
+from tests.helpers import counts, pending_count, sign_api
+
+
+@pytest.fixture
+def limited_client(settings):
+    from starlette.testclient import TestClient
+
+    settings.limit_per_address = 3
+    settings.limit_per_ip = 6
+    settings.limit_per_domain = 8
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_an_address_gets_a_few_links_then_429(limited_client, letter, mailbox, db):
+    for _ in range(3):
+        assert sign_api(limited_client, "flood@microsoft.com").status_code == 202
+    # The +tag and case do not get around the limit: it is per person.
+    response = sign_api(limited_client, "Flood+again@microsoft.com")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    retry_after = int(response.headers["retry-after"])
+    assert 1 <= retry_after <= 3600
+    mailbox.wait_for(3)
+    assert len(mailbox.messages) == 3
+    assert pending_count(db) == 3
+    # Other people are not slowed down.
+    assert sign_api(limited_client, "other@microsoft.com").status_code == 202
+
+
+def signs_from(settings, host, email):
+    """One sign request from a given client IP, as a separate worker would serve it."""
+    from starlette.testclient import TestClient
+
+    with TestClient(create_app(settings), client=(host, 1234)) as client:
+        return sign_api(client, email).status_code
+
+
+def test_per_ip_limit(settings, letter, mailbox):
+    settings.limit_per_ip = 3
+    statuses = [signs_from(settings, "198.51.100.1", f"p{n}@microsoft.com") for n in range(4)]
+    assert statuses == [202, 202, 202, 429]
+    # Another address on another network is not slowed down.
+    assert signs_from(settings, "198.51.100.2", "q@microsoft.com") == 202
+    assert signs_from(settings, "2001:db8::1", "r@microsoft.com") == 202
+
+
+def test_per_domain_limit_counts_across_ips(settings, letter, mailbox):
+    settings.limit_per_domain = 4
+    statuses = [signs_from(settings, f"10.0.0.{n}", f"d{n}@github.com") for n in range(5)]
+    assert statuses == [202, 202, 202, 202, 429]
+    assert signs_from(settings, "10.0.1.1", "fine@microsoft.com") == 202
+
+
+def test_the_html_form_is_limited_too(limited_client, letter, mailbox, db):
+    from tests.helpers import csrf_from
+
+    token = csrf_from(limited_client.get("/letters/test-letter").text)
+    for expected in [303, 303, 303, 429]:
+        response = limited_client.post(
+            "/letters/test-letter/sign",
+            data={"csrftoken": token, "email": "html@microsoft.com"},
+            follow_redirects=False,
+        )
+        assert response.status_code == expected
+    assert "retry-after" in response.headers
+    assert counts(db)["verified"] == 0
+
+
+def test_limits_are_kept_in_the_database_not_in_memory(settings, letter, mailbox):
+    from starlette.testclient import TestClient
+
+    settings.limit_per_address = 2
+    with TestClient(create_app(settings)) as first:
+        assert sign_api(first, "shared@microsoft.com").status_code == 202
+        assert sign_api(first, "shared@microsoft.com").status_code == 202
+    # A second app instance (as another worker process would be) sees the same counts.
+    with TestClient(create_app(settings)) as second:
+        assert sign_api(second, "shared@microsoft.com").status_code == 429
+
+
+def test_rate_limit_rows_hold_no_raw_address_or_ip(client, letter, mailbox, engine):
+    from sqlalchemy import text
+
+    sign_api(client, "raw@microsoft.com")
+    with engine.connect() as connection:
+        keys = [row[0] for row in connection.execute(text("SELECT key FROM rate_limit_hit"))]
+    assert len(keys) == 3
+    for key in keys:
+        assert "raw" not in key and "microsoft" not in key and "testclient" not in key
+
+
+def test_ip_prefix():
+    assert ip_prefix("203.0.113.7") == "203.0.113.7"
+    assert ip_prefix("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert ip_prefix("::ffff:203.0.113.7") == "203.0.113.7"
+    assert ip_prefix(None) == "unknown"
+    assert ip_prefix("testclient") == "unknown"

@@ -1,0 +1,204 @@
+"""The HTML pages, used the way a browser without JavaScript uses them."""
+
+from __future__ import annotations
+
+from letters.importer import import_letter, parse_letter
+from tests.conftest import TEST_LETTER
+from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
+
+
+def sign_form(client, slug="test-letter", **fields):
+    page = client.get(f"/letters/{slug}")
+    data = {"csrftoken": csrf_from(page.text), "show_name": "0", **fields}
+    return client.post(f"/letters/{slug}/sign", data=data, follow_redirects=False)
+
+
+def test_letter_page_shows_the_letter_counts_and_form(client, letter):
+    page = client.get("/letters/test-letter")
+    assert page.status_code == 200
+    assert "<h1>Test letter</h1>" in page.text
+    assert "<strong>better</strong>" in page.text  # Markdown rendered
+    assert "0</strong>\n    verified signatures" in page.text
+    assert 'action="http://testserver/letters/test-letter/sign"' in page.text
+    assert "<script" not in page.text  # works without JavaScript
+    assert "No verified signatures yet." in page.text
+
+
+def test_index_lists_public_letters_only(client, engine, letter):
+    from tests.conftest import make_letter
+
+    make_letter(engine, "hidden-draft", status="draft")
+    page = client.get("/")
+    assert "Test letter" in page.text
+    assert "hidden-draft" not in page.text
+
+
+def test_raw_html_in_a_body_never_reaches_the_page(client, engine):
+    body = (
+        '<script>alert("x")</script>\n\n<img src=x onerror=alert(1)>\n\n[link](javascript:alert(1))'
+    )
+    import_letter(engine, parse_letter(TEST_LETTER.replace("We ask for **better** things.", body)))
+    page = client.get("/letters/test-letter").text
+    assert "<script>" not in page
+    assert "<img" not in page
+    assert 'href="javascript' not in page
+
+
+def test_the_whole_flow_without_javascript(client, letter, mailbox, db):
+    response = sign_form(
+        client,
+        email="Ada@Microsoft.com",
+        name="Ada Lovelace",
+        show_name="1",
+        title="Principal Engineer",
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "http://testserver/letters/test-letter/check-email"
+    check = client.get(response.headers["location"])
+    assert "Check your work email" in check.text
+    assert "spam" in check.text
+    assert "ada@microsoft.com" not in check.text.lower()
+
+    token = mailbox.last_token()
+    page = client.get(f"/verify/{token}")
+    assert page.status_code == 200
+    assert "Confirm my signature" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    assert counts(db)["verified"] == 0
+    # Reloading the link page (or a scanner fetching it twice) still confirms nothing.
+    client.get(f"/verify/{token}")
+    assert counts(db)["verified"] == 0
+
+    done = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(page.text)})
+    assert done.status_code == 200
+    assert "your signature is verified" in done.text
+    assert "<strong>1</strong> verified signature." in done.text
+    assert assert_consistent(db)["named"] == 1
+
+    # Pressing the button again, or reopening the link, says it is already done.
+    again = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(page.text)})
+    assert "Already confirmed" in again.text
+    assert "Already confirmed" in client.get(f"/verify/{token}").text
+    assert counts(db)["verified"] == 1
+
+    letter_page = client.get("/letters/test-letter").text
+    assert "Ada Lovelace" in letter_page
+    assert "Principal Engineer" in letter_page
+    assert "<td>Microsoft</td><td>1</td>" in letter_page
+
+
+def test_hidden_names_never_reach_the_public_pages(client, letter, mailbox, db):
+    sign_api(client, "quiet@github.com", name="Quentin Quietname", title="Secret Team")
+    confirm_api(client, mailbox.last_token())
+    sign_api(client, "loud@github.com", name="Lou Loudname", show_name=True)
+    confirm_api(client, mailbox.last_token("loud@github.com"))
+    assert assert_consistent(db)["hidden"] == 1
+    pages = [
+        client.get("/").text,
+        client.get("/letters/test-letter").text,
+        client.get("/letters/test-letter/signatures").text,
+        client.get("/api/letters").text,
+        client.get("/api/letters/test-letter").text,
+        client.get("/api/letters/test-letter/signatures").text,
+    ]
+    for text in pages:
+        assert "Quentin" not in text
+        assert "Secret Team" not in text
+        assert "quiet@" not in text
+    assert "Lou Loudname" in pages[1]
+    assert "and 1 more verified employee who chose not to show their name." in pages[1]
+
+
+def test_form_errors_are_shown_next_to_the_field_and_keep_the_input(client, letter, mailbox, db):
+    response = sign_form(client, email="ada@gmail.com", name="Ada")
+    assert response.status_code == 422
+    assert 'role="alert"' in response.text
+    assert 'id="email-error"' in response.text
+    assert 'aria-invalid="true"' in response.text
+    assert "Only work addresses at" in response.text
+    assert 'value="ada@gmail.com"' in response.text
+    assert 'value="Ada"' in response.text
+    assert mailbox.messages == []
+    assert counts(db)["verified"] == 0
+
+
+def test_posts_without_a_valid_csrf_token_are_refused(client, letter, mailbox):
+    client.get("/letters/test-letter")
+    for token in [None, "", "forged", csrf_from(client.get("/letters/test-letter").text) + "x"]:
+        data = {"email": "a@microsoft.com"}
+        if token is not None:
+            data["csrftoken"] = token
+        response = client.post("/letters/test-letter/sign", data=data)
+        assert response.status_code == 403
+        assert "expired" in response.text
+    # A token from one browser does not work with another browser's cookie.
+    stolen = csrf_from(client.get("/letters/test-letter").text)
+    client.cookies.clear()
+    client.cookies.set("csrftoken", "another-browser-cookie-value-0123")
+    response = client.post(
+        "/letters/test-letter/sign", data={"email": "a@microsoft.com", "csrftoken": stolen}
+    )
+    assert response.status_code == 403
+    assert mailbox.messages == []
+
+
+def test_confirm_button_needs_csrf(client, letter, mailbox, db):
+    sign_api(client, "b@microsoft.com")
+    token = mailbox.last_token()
+    response = client.post(f"/verify/{token}", data={})
+    assert response.status_code == 403
+    assert counts(db)["verified"] == 0
+
+
+def test_bad_links_get_a_clear_page(client, letter):
+    response = client.get("/verify/not-a-token")
+    assert response.status_code == 400
+    assert "This link is not valid." in response.text
+
+
+def test_a_closed_letter_shows_its_counts_but_no_form(client, engine, letter, mailbox, db):
+    from tests.conftest import make_letter
+
+    sign_api(client, "x@microsoft.com")
+    confirm_api(client, mailbox.last_token())
+    make_letter(engine, "test-letter", status="closed")
+    page = client.get("/letters/test-letter").text
+    assert "This letter has closed" in page
+    assert "<form" not in page
+    assert "<strong>1</strong>" in page
+
+
+def test_names_are_paged(client, letter, engine, db):
+    from letters.models import Signature, utcnow
+
+    for number in range(250):
+        db.add(
+            Signature(
+                letter_id=letter.id,
+                email_hash=f"{number:064x}",
+                domain="microsoft.com",
+                organization="Microsoft",
+                name=f"Person {number:03d}",
+                show_name=True,
+                verified_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    db.commit()
+    first = client.get("/letters/test-letter/signatures")
+    assert "Person 000" in first.text and "Person 199" in first.text
+    assert "Person 200" not in first.text
+    import re
+
+    after = re.search(r'\?after=([^"]+)"', first.text).group(1)
+    second = client.get(f"/letters/test-letter/signatures?after={after}")
+    assert "Person 200" in second.text and "Person 249" in second.text
+    assert "More names" not in second.text
+    assert client.get("/letters/test-letter/signatures?after=forged").status_code == 400
+
+
+def test_unknown_pages_are_404_html(client):
+    response = client.get("/nothing-here")
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
