@@ -92,3 +92,17 @@ def test_nothing_private_is_logged_during_a_signing(client, letter, mailbox, cap
     assert caplog.records
     for secret in ["logcheck", "Logan", "Hiddenname", token, "Other Name", "gmail"]:
         assert secret not in text
+
+
+def test_chunked_form_bodies_over_the_limit_get_413(client, letter, mailbox):
+    def chunks():
+        yield b"email=a%40microsoft.com&name="
+        for _ in range(100):
+            yield b"x" * 1000
+
+    for path in ["/letters/test-letter/sign", "/verify/some-token"]:
+        response = client.post(
+            path, content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status_code == 413
+    assert mailbox.messages == []

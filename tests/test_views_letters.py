@@ -202,3 +202,15 @@ def test_unknown_pages_are_404_html(client):
     response = client.get("/nothing-here")
     assert response.status_code == 404
     assert "text/html" in response.headers["content-type"]
+
+
+def test_a_link_to_a_closed_letter_says_so_on_opening(client, engine, letter, mailbox, db):
+    from tests.conftest import make_letter
+
+    sign_api(client, "late@microsoft.com")
+    token = mailbox.last_token()
+    make_letter(engine, "test-letter", status="closed")
+    page = client.get(f"/verify/{token}")
+    assert page.status_code == 409
+    assert "closed" in page.text
+    assert "<form" not in page.text

@@ -20,7 +20,7 @@ from letters.public import (
     tally,
 )
 from letters.ratelimit import RateLimited
-from letters.security import CSRFError, check_csrf
+from letters.security import BodyTooLarge, CSRFError, check_csrf
 from letters.signing import LetterClosed, request_signature
 from letters.views.common import client_host, db_session, send_signing_link, settings_of
 
@@ -67,6 +67,8 @@ async def letter_page(request: Request) -> Response:
 async def _read_form(request: Request) -> FormData:
     try:
         form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
+    except BodyTooLarge:
+        raise  # answered with 413 by BodyLimitMiddleware
     except Exception:  # malformed bodies of every kind: python-multipart raises many types
         raise HTTPException(400, "The form could not be read.") from None
     try:

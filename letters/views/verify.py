@@ -9,7 +9,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from letters.security import CSRFError, check_csrf
+from letters.models import LetterStatus
+from letters.security import BodyTooLarge, CSRFError, check_csrf
 from letters.signing import LetterClosed, confirm, inspect_link
 from letters.tokens import LinkUsed, TokenError
 from letters.views.common import db_session, settings_of
@@ -32,6 +33,8 @@ async def verify_page(request: Request) -> Response:
         try:
             form = await request.form(max_files=0, max_fields=5, max_part_size=4096)
             check_csrf(request, form)
+        except BodyTooLarge:
+            raise  # answered with 413 by BodyLimitMiddleware
         except CSRFError:
             return _render(
                 request,
@@ -53,6 +56,8 @@ async def verify_page(request: Request) -> Response:
         try:
             if request.method == "GET":
                 view = await inspect_link(session, token, signer, settings)
+                if not view.used and view.letter.status != LetterStatus.published:
+                    raise LetterClosed
                 template = "signatures/confirmed.html" if view.used else "signatures/confirm.html"
                 return _render(
                     request,
