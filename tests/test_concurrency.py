@@ -1,0 +1,255 @@
+"""Counts stay exact when confirmations race, on SQLite and PostgreSQL alike.
+
+Pending signatures are created through `request_signature`, then their links are used all
+at once (`asyncio.gather`, one session each) through the app's own engine setup: the
+writer sessionmaker, which takes SQLite's write lock up front and relies on row locks and
+`ON CONFLICT` on PostgreSQL. A last test races the same links across several processes,
+each with its own engine and pool, as `letters serve --workers N` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from multiprocessing import get_context
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.db import make_async_engine, make_sessionmaker, writer
+from letters.models import PendingSignature, Signature
+from letters.settings import Settings
+from letters.signing import Confirmation, confirm, request_signature
+from letters.tokens import LinkUsed, Signer, TokenError
+from tests.helpers import assert_consistent, pending_count
+
+ORGANIZATIONS = {"microsoft.com": "Microsoft", "github.com": "GitHub"}
+Person = tuple[str, str, bool]  # email, name, show_name
+
+
+@asynccontextmanager
+async def writer_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The app's setup: one async engine, sessions for writing transactions; disposed after."""
+    engine = make_async_engine(settings)
+    try:
+        yield make_sessionmaker(writer(engine))
+    finally:
+        await engine.dispose()
+
+
+async def request_links(
+    maker: async_sessionmaker[AsyncSession], settings: Settings, people: list[Person]
+) -> list[str]:
+    """One pending signature per entry (in order); returns the tokens the emails would carry."""
+    signer = Signer(settings.secret_key)
+    tokens = []
+    for index, (email, name, show_name) in enumerate(people):
+        async with maker() as session:
+            link = await request_signature(
+                session,
+                slug="test-letter",
+                data={"email": email, "name": name, "show_name": show_name, "title": ""},
+                client_host=f"198.51.100.{index % 250 + 1}",
+                signer=signer,
+                settings=settings,
+            )
+        assert link.email == email.lower()
+        tokens.append(link.token)
+    return tokens
+
+
+async def confirm_all(
+    maker: async_sessionmaker[AsyncSession], settings: Settings, tokens: list[str]
+) -> list[Confirmation | BaseException]:
+    """Use every token at the same time, each in its own session; collect outcomes."""
+    signer = Signer(settings.secret_key)
+    start = asyncio.Event()
+
+    async def one(token: str) -> Confirmation:
+        await start.wait()  # line everyone up before the first query
+        async with maker() as session:
+            return await confirm(session, token, signer, settings)
+
+    tasks = [asyncio.ensure_future(one(token)) for token in tokens]
+    await asyncio.sleep(0)
+    start.set()
+    return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=60)
+
+
+def run_race(settings: Settings, people: list[Person], order: list[int]) -> tuple[list, list]:
+    """Create the pending signatures, then confirm `tokens[i] for i in order` concurrently."""
+
+    async def main() -> tuple[list[str], list[Confirmation | BaseException]]:
+        async with writer_sessions(settings) as maker:
+            tokens = await request_links(maker, settings, people)
+            results = await confirm_all(maker, settings, [tokens[i] for i in order])
+        return tokens, results
+
+    return asyncio.run(main())
+
+
+def successes(results: list[Any]) -> list[Confirmation]:
+    unexpected = [
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, LinkUsed)
+    ]
+    assert not unexpected, f"unexpected errors: {[repr(error) for error in unexpected]}"
+    return [r for r in results if isinstance(r, Confirmation)]
+
+
+def many_people(count: int, seed: int) -> list[Person]:
+    chooser = random.Random(seed)
+    people = []
+    for index in range(count):
+        domain = "microsoft.com" if index % 3 else "github.com"
+        show_name = chooser.random() < 0.4
+        name = f"Person {index}" if show_name or index % 2 else ""
+        people.append((f"person.{index}@{domain}", name, show_name))
+    return people
+
+
+def test_many_people_confirming_at_once_are_each_counted_once(settings, letter, db):
+    people = many_people(80, seed=1)
+    _, results = run_race(settings, people, list(range(len(people))))
+
+    confirmed = successes(results)
+    assert len(confirmed) == len(people)
+    assert all(result.outcome == "verified" for result in confirmed)
+    c = assert_consistent(db)
+    expected_named = sum(1 for _, _, show in people if show)
+    assert c["verified"] == c["rows"] == len(people)
+    assert (c["named"], c["hidden"]) == (expected_named, len(people) - expected_named)
+    expected_orgs = Counter(ORGANIZATIONS[email.split("@")[1]] for email, _, _ in people)
+    assert c["orgs"] == dict(expected_orgs)
+    # Every link was used, and no pending signature was lost or duplicated.
+    assert pending_count(db) == len(people)
+    db.rollback()
+    assert all(p.used_at is not None for p in db.exec(select(PendingSignature)).all())
+
+
+def test_the_same_link_used_twenty_times_at_once_counts_once(settings, letter, db):
+    people: list[Person] = [("racer@microsoft.com", "Racer", True)]
+    _, results = run_race(settings, people, [0] * 20)
+
+    confirmed = successes(results)
+    assert len(confirmed) == 1
+    assert confirmed[0].outcome == "verified"
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 19
+    assert all(isinstance(error, TokenError) for error in refused)
+    c = assert_consistent(db)
+    assert (c["verified"], c["named"], c["hidden"]) == (1, 1, 0)
+    assert c["orgs"] == {"Microsoft": 1}
+
+
+def test_several_links_for_one_person_at_once_count_once(settings, letter, db):
+    # The same person asked five times (the per-address limit), as typed in different ways.
+    people: list[Person] = [
+        (address, "", False)
+        for address in [
+            "Same.Person@microsoft.com",
+            "same.person@MICROSOFT.com",
+            "same.person+letters@microsoft.com",
+            "SAME.PERSON@microsoft.com",
+            "same.person+x@microsoft.com",
+        ]
+    ]
+    _, results = run_race(settings, people, list(range(len(people))))
+
+    confirmed = successes(results)
+    assert len(confirmed) == len(people)  # every link works; only the first counts
+    assert sorted(result.outcome for result in confirmed) == ["updated"] * 4 + ["verified"]
+    c = assert_consistent(db)
+    assert (c["verified"], c["named"], c["hidden"], c["rows"]) == (1, 0, 1, 1)
+    assert c["orgs"] == {"Microsoft": 1}
+
+
+def test_one_person_racing_named_and_hidden_links_keeps_counts_consistent(settings, letter, db):
+    # Twelve people, each with eight links alternating named and hidden, all used at once
+    # and shuffled: each person counts once, and whichever link commits last decides
+    # whether the name shows. named + hidden must equal verified whatever the order.
+    settings = settings.model_copy(update={"limit_per_address": 50})
+    people: list[Person] = []
+    for person in range(12):
+        domain = "github.com" if person % 4 == 0 else "microsoft.com"
+        for attempt in range(8):
+            show_name = (attempt + person) % 2 == 0
+            people.append((f"mixed.{person}@{domain}", f"Mixed {person} v{attempt}", show_name))
+    order = list(range(len(people)))
+    random.Random(7).shuffle(order)
+    _, results = run_race(settings, people, order)
+
+    confirmed = successes(results)
+    assert len(confirmed) == len(people)
+    outcomes = Counter(result.outcome for result in confirmed)
+    assert outcomes == {"verified": 12, "updated": len(people) - 12}
+    c = assert_consistent(db)
+    assert c["verified"] == c["rows"] == 12
+    assert c["named"] + c["hidden"] == 12
+    assert c["orgs"] == {"Microsoft": 9, "GitHub": 3}
+    # Each stored signature carries the details of one of that person's own links.
+    db.rollback()
+    offered = {(name, show) for _, name, show in people}
+    for signature in db.exec(select(Signature)).all():
+        assert (signature.name, signature.show_name) in offered
+
+
+# --- several processes ------------------------------------------------------------------
+
+
+def confirm_in_process(database_url: str, secret_key: str, tokens: list[str]) -> list[str]:
+    """Runs in a fresh process: its own engine and pool, racing the other processes."""
+    settings = Settings(
+        environment="test",
+        database_url=database_url,
+        secret_key=secret_key,
+        smtp_url="",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+    async def main() -> list[str]:
+        async with writer_sessions(settings) as maker:
+            results = await confirm_all(maker, settings, tokens)
+        return [
+            result.outcome
+            if isinstance(result, Confirmation)
+            else ("used" if isinstance(result, LinkUsed) else repr(result))
+            for result in results
+        ]
+
+    return asyncio.run(main())
+
+
+def test_processes_racing_over_the_same_links_count_each_person_once(settings, letter, db):
+    people = many_people(30, seed=2)
+    # Two extra links for person 0 (already in the list) so re-confirmations race too.
+    people += [(people[0][0], "Person 0 again", True), (people[0][0], "", False)]
+
+    async def create() -> list[str]:
+        async with writer_sessions(settings) as maker:
+            return await request_links(maker, settings, people)
+
+    tokens = asyncio.run(create())
+    processes = 3
+    orders = [random.Random(seed).sample(tokens, len(tokens)) for seed in range(processes)]
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(confirm_in_process, settings.database_url, settings.secret_key, order)
+            for order in orders
+        ]
+        outcomes = Counter(o for future in futures for o in future.result(timeout=60))
+
+    # Every link is used exactly once across all processes; the rest see it as used.
+    assert set(outcomes) <= {"verified", "updated", "used"}, outcomes
+    assert outcomes["verified"] == 30
+    assert outcomes["updated"] == 2
+    assert outcomes["used"] == processes * len(tokens) - len(tokens)
+    c = assert_consistent(db)
+    assert c["verified"] == c["rows"] == 30
+    expected_orgs = Counter(ORGANIZATIONS[email.split("@")[1]] for email, _, _ in people[:30])
+    assert c["orgs"] == dict(expected_orgs)

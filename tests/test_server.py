@@ -1,0 +1,265 @@
+"""The signing flow against a really running `letters serve`, over real HTTP and SMTP.
+
+The server runs in a subprocess with its settings in the environment, as in production;
+its output is kept in a file so the test can check what it logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2 as httpx
+
+from tests.conftest import LINK, SECRET, Mailbox, free_port
+from tests.helpers import csrf_from
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+HIDDEN_NAME = "Zebulon Hiddenname"
+HIDDEN_EMAIL = "zebulon.private@microsoft.com"
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server as a process manager would; then SIGKILL whatever is left of its
+    process group (uvicorn and any workers), so nothing outlives the test."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_TIMEOUT)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # the group started for this server only
+    process.wait(timeout=STOP_TIMEOUT)
+
+
+@contextmanager
+def running_server(
+    database_url: str, mailbox: Mailbox, tmp_path: Path, *extra_args: str
+) -> Iterator[Server]:
+    """Start `letters serve`, wait for /healthz (bounded), and always stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "SECRET_KEY", "BASE_URL", "SMTP_URL", "ENVIRONMENT")
+    }
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": SECRET,
+            "ENVIRONMENT": "test",
+            "BASE_URL": url,
+            "SMTP_URL": mailbox.url,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "letters.cli", "serve", "--port", str(port), *extra_args]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=tmp_path,  # no stray .env file from the checkout
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so workers stop with it
+        )
+    server = Server(url=url, process=process, log_path=log_path)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{server.log()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        _stop(process)
+
+
+def wait_for_log(server: Server, text: str, count: int = 1) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while server.log().count(text) < count:
+        assert server.process.poll() is None, f"server exited:\n{server.log()}"
+        assert time.monotonic() < deadline, f"{text!r} not logged {count} times:\n{server.log()}"
+        time.sleep(0.1)
+
+
+def assert_stopped_gracefully(server: Server, log: str, workers: int) -> None:
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+    assert server.process.returncode in (0, -signal.SIGTERM), log
+    assert log.count("Application shutdown complete.") == workers, log
+
+
+def http_client(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=10.0, trust_env=False)
+
+
+def token_in(mailbox: Mailbox, index: int) -> str:
+    match = LINK.search(mailbox.text_of(mailbox.messages[index]))
+    assert match, "no link in the email"
+    return match.group(1)
+
+
+def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox, tmp_path):
+    with running_server(database_url, mailbox, tmp_path) as server, http_client(server) as client:
+        page = client.get("/letters/test-letter")
+        assert page.status_code == 200
+        assert "Test letter" in page.text
+        assert "csrftoken" in client.cookies  # kept by the client for the POST
+
+        response = client.post(
+            "/letters/test-letter/sign",
+            data={
+                "csrftoken": csrf_from(page.text),
+                "email": HIDDEN_EMAIL,
+                "name": HIDDEN_NAME,
+                "title": "",
+                "show_name": "0",
+            },
+        )
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+        assert location.endswith("/letters/test-letter/check-email")
+        check = client.get(location)
+        assert check.status_code == 200
+        assert "Check your work email" in check.text
+
+        mailbox.wait_for(1, timeout=10)
+        message = mailbox.messages[0]
+        assert message["To"] == HIDDEN_EMAIL
+        assert message["Subject"] == "Confirm your email address"
+        text = mailbox.text_of(message)
+        assert f"{server.url}/verify/" in text  # the link points at this server (BASE_URL)
+        token = token_in(mailbox, 0)
+
+        confirm_page = client.get(f"/verify/{token}")
+        assert confirm_page.status_code == 200
+        assert "Confirm my signature" in confirm_page.text
+        assert confirm_page.headers["cache-control"] == "no-store"
+        assert confirm_page.headers["referrer-policy"] == "no-referrer"
+        detail = client.get("/api/letters/test-letter").json()
+        assert detail["verified_count"] == 0  # opening the link (a mail scanner) counts nothing
+
+        done = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(confirm_page.text)})
+        assert done.status_code == 200, done.text
+        assert "your signature is verified" in done.text
+
+        detail = client.get("/api/letters/test-letter").json()
+        assert (detail["verified_count"], detail["named_count"], detail["hidden_count"]) == (
+            1,
+            0,
+            1,
+        )
+        assert detail["organizations"] == [{"name": "Microsoft", "count": 1}]
+
+        again = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(confirm_page.text)})
+        assert again.status_code == 200
+        assert "Already confirmed" in again.text
+        assert client.get("/api/letters/test-letter").json()["verified_count"] == 1
+
+        public = {
+            path: client.get(path)
+            for path in [
+                "/",
+                "/letters/test-letter",
+                "/letters/test-letter/signatures",
+                "/letters/test-letter/check-email",
+                "/api/letters",
+                "/api/letters/test-letter",
+                "/api/letters/test-letter/signatures",
+            ]
+        }
+        public["confirm page"] = confirm_page
+        public["confirmed page"] = done
+        for path, page in public.items():
+            assert page.status_code == 200, path
+            for secret in (HIDDEN_NAME, "Zebulon", "Hiddenname", HIDDEN_EMAIL, "zebulon.private"):
+                assert secret not in page.text, f"{secret!r} shown on {path}"
+        assert client.get("/api/letters/test-letter/signatures").json()["signatures"] == []
+        assert "1 verified employee who chose not to show" in public["/letters/test-letter"].text
+
+    log = server.log()
+    assert_stopped_gracefully(server, log, workers=1)
+    assert "GET /verify/[redacted]" in log
+    assert "POST /verify/[redacted]" in log
+    assert "POST /letters/test-letter/sign" in log
+    for secret in (token, token[:20], HIDDEN_EMAIL, "zebulon.private", HIDDEN_NAME, "Hiddenname"):
+        assert secret not in log, f"{secret!r} in the server log"
+    assert "127.0.0.1 - " not in log  # the access log names no client address
+    assert "Traceback" not in log
+
+
+def test_serve_with_two_workers_counts_exactly(database_url, letter, mailbox, tmp_path):
+    people = [f"worker.{n}@{'github.com' if n % 3 == 0 else 'microsoft.com'}" for n in range(9)]
+    with running_server(database_url, mailbox, tmp_path, "--workers", "2") as server:
+        wait_for_log(server, "Application startup complete.", count=2)  # both workers up
+        with http_client(server) as client:
+            for index, email in enumerate(people):
+                body = {"email": email, "name": f"Worker {index}", "show_name": index % 2 == 0}
+                response = client.post("/api/letters/test-letter/signatures", json=body)
+                assert response.status_code == 202, response.text
+        mailbox.wait_for(len(people), timeout=10)
+        tokens = [token_in(mailbox, index) for index in range(len(people))]
+
+        # Every link twice, all at once, over separate connections spread across workers.
+        def use(token: str) -> tuple[int, dict]:
+            with http_client(server) as own:
+                response = own.post("/api/verify", json={"token": token})
+                return response.status_code, response.json()
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(use, tokens * 2, timeout=30))
+
+        with http_client(server) as client:
+            detail = client.get("/api/letters/test-letter").json()
+            named = client.get("/api/letters/test-letter/signatures").json()["signatures"]
+
+    ok = [body for status, body in results if status == 200]
+    refused = [body for status, body in results if status != 200]
+    assert len(ok) == len(people)
+    assert all(body == {"status": "verified", "letter": "test-letter"} for body in ok)
+    assert len(refused) == len(people)
+    assert all(body["error"]["code"] == "invalid_token" for body in refused)
+    assert detail["verified_count"] == len(people)
+    assert (detail["named_count"], detail["hidden_count"]) == (5, 4)
+    assert sorted(detail["organizations"], key=lambda org: org["name"]) == [
+        {"name": "GitHub", "count": 3},
+        {"name": "Microsoft", "count": 6},
+    ]
+    assert sorted(row["name"] for row in named) == [f"Worker {n}" for n in (0, 2, 4, 6, 8)]
+    log = server.log()
+    assert_stopped_gracefully(server, log, workers=2)
+    assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2
+    assert "Traceback" not in log
+    for email in people:
+        assert email not in log
+    for token in tokens:
+        assert token not in log
