@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from letters import outbox
 from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
@@ -92,9 +93,15 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.writer = make_sessionmaker(writer(engine))
+        sender = None
+        if settings.mail_in_app:
+            sender = outbox.Sender(app.state.writer, app.state.mail)
+            sender.start()
         try:
             yield
         finally:
+            if sender is not None:
+                await sender.stop()
             await engine.dispose()
 
     routes = [

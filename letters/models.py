@@ -157,3 +157,26 @@ class RateLimitHit(SQLModel, table=True):
     window_start: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     hits: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     expires_at: datetime = Field(sa_column=_timestamp())
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An email waiting to be sent. The row, and the address in it, is deleted once sent."""
+
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    to_address: str = Field(sa_column=Column(String(254), nullable=False))
+    subject: str = Field(sa_column=Column(String(200), nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    locked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+
+
+Index(
+    "ix_outbox_message_due",
+    OutboxMessage.__table__.c.next_attempt_at,  # type: ignore[attr-defined]
+)

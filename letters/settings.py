@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     smtp_url: str = ""
     mail_from: str = "Letters <no-reply@localhost>"
+    mail_in_app: bool = True
     instance_path: Path = PROJECT_ROOT / "instance"
     link_max_age: int = Field(default=24 * 3600, gt=0)
     limit_window: int = Field(default=3600, gt=0)

@@ -9,6 +9,7 @@ its count are written, or neither is, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,8 +19,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters import outbox
 from letters.domains import match_domain, refusal_message
 from letters.forms import FieldError, SignatureInput
+from letters.mail import Message
 from letters.models import (
     AllowedDomain,
     Letter,
@@ -41,11 +44,19 @@ class LetterClosed(Exception):
 
 @dataclass(frozen=True)
 class LinkToSend:
-    """What the caller needs to email the magic link; never stored or logged."""
+    """The magic link of a new pending signature; never logged.
+
+    `outbox_id` is the queued email carrying it (None when no `compose` was given).
+    """
 
     email: str
     token: str
     letter: Letter
+    outbox_id: int | None = None
+
+
+# Builds the email for (address, token); see letters.views.common.signing_email.
+Compose = Callable[[str, str], Message]
 
 
 @dataclass(frozen=True)
@@ -68,9 +79,10 @@ async def request_signature(
     client_host: str | None,
     signer: Signer,
     settings: Settings,
+    compose: Compose | None = None,
     now: datetime | None = None,
 ) -> LinkToSend:
-    """Record a pending signature and return the link to email. Commits.
+    """Record a pending signature and queue the email with its link, in one transaction.
 
     Raises LetterNotFound, LetterClosed, FieldError or RateLimited; in each case nothing
     is written. The outcome is the same whether or not the address already signed.
@@ -116,8 +128,11 @@ async def request_signature(
     session.add(pending)
     await session.flush()
     token = signer.make_link_token(pending.id, nonce)  # type: ignore[arg-type]
+    outbox_id = None
+    if compose is not None:
+        outbox_id = await outbox.enqueue(session, compose(form.address.email, token), now)
     await session.commit()
-    return LinkToSend(email=form.address.email, token=token, letter=letter)
+    return LinkToSend(email=form.address.email, token=token, letter=letter, outbox_id=outbox_id)
 
 
 @dataclass(frozen=True)

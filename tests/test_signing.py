@@ -235,12 +235,39 @@ def test_subdomains_count_where_the_letter_allows_them(client, letter, mailbox, 
     assert sign_api(client, "c@notcorp.example").status_code == 422
 
 
-def test_mail_failure_answers_503_and_nothing_counts(app, client, letter, db):
-    app.state.settings.smtp_url = "smtp://127.0.0.1:1"
-    from letters.mail import make_backend
+def test_an_smtp_outage_delays_mail_but_never_fails_a_sign_request(
+    app, client, letter, mailbox, db
+):
+    import asyncio
 
-    app.state.mail = make_backend(app.state.settings)
-    response = sign_api(client, "x@microsoft.com")
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "mail_unavailable"
-    assert counts(db)["verified"] == 0
+    from letters import outbox
+    from letters.mail import make_backend
+    from letters.models import OutboxMessage
+
+    working = app.state.mail
+    app.state.mail = make_backend(
+        app.state.settings.model_copy(update={"smtp_url": "smtp://127.0.0.1:1"})
+    )
+    response = sign_api(client, "patient@microsoft.com")
+    assert response.status_code == 202
+    db.rollback()
+    queued = db.exec(select(OutboxMessage)).one()
+    assert queued.attempts == 1 and queued.last_error and "patient" not in queued.last_error
+    assert mailbox.messages == []
+
+    # The server is back; the retry is due (pretend the backoff has passed).
+    queued.next_attempt_at = utcnow()
+    db.add(queued)
+    db.commit()
+    result = asyncio.run(outbox.drain(_writer(app), working))
+    assert result.sent == 1
+    assert mailbox.messages[0]["To"] == "patient@microsoft.com"
+    db.rollback()
+    assert db.exec(select(OutboxMessage)).all() == []  # the address is gone with the message
+    assert confirm_api(client, mailbox.last_token()).status_code == 200
+
+
+def _writer(app):
+    from letters.db import make_async_engine, make_sessionmaker, writer
+
+    return make_sessionmaker(writer(make_async_engine(app.state.settings)))

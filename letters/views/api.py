@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from letters.forms import FieldError
-from letters.mail import MailError
 from letters.models import Letter
 from letters.public import (
     LetterNotFound,
@@ -24,7 +23,7 @@ from letters.public import (
 from letters.ratelimit import RateLimited
 from letters.signing import LetterClosed, confirm, request_signature
 from letters.tokens import TokenError
-from letters.views.common import client_host, db_session, send_signing_link, settings_of
+from letters.views.common import client_host, db_session, deliver, settings_of, signing_email
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
@@ -163,8 +162,8 @@ async def sign(request: Request) -> Response:
                 client_host=client_host(request),
                 signer=request.app.state.signer,
                 settings=settings_of(request),
+                compose=signing_email(request),
             )
-        await send_signing_link(request, link)
     except LetterNotFound:
         return not_found()
     except LetterClosed:
@@ -175,11 +174,9 @@ async def sign(request: Request) -> Response:
         response = error(429, "rate_limited", "Too many requests. Please wait and try again.")
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
-    except MailError:
-        response = error(503, "mail_unavailable", "The email could not be sent. Try again soon.")
-        response.headers["Retry-After"] = "60"
-        return response
-    return JSONResponse({"status": "check_your_email"}, status_code=202)
+    return JSONResponse(
+        {"status": "check_your_email"}, status_code=202, background=deliver(request, link)
+    )
 
 
 async def verify(request: Request) -> Response:

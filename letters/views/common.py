@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 
-from letters.mail import MailBackend, render
+from letters import outbox
+from letters.mail import Message, render
 from letters.settings import Settings
-from letters.signing import LinkToSend
+from letters.signing import Compose, LinkToSend
 
 
 @asynccontextmanager
@@ -35,15 +37,26 @@ def link_url(settings: Settings, token: str) -> str:
     return f"{settings.base_url}/verify/{token}"
 
 
-async def send_signing_link(request: Request, link: LinkToSend) -> None:
-    """Email the magic link. Raises MailError; the address is not kept afterwards."""
+def signing_email(request: Request) -> Compose:
+    """What `request_signature` uses to write the email that carries a magic link."""
     settings = settings_of(request)
-    mail: MailBackend = request.app.state.mail
     hours = max(1, round(settings.link_max_age / 3600))
-    message = render(
-        request.app.state.mail_env,
-        "confirm_signature",
-        link.email,
-        {"link": link_url(settings, link.token), "hours": hours, "site": settings.base_url},
-    )
-    await mail.send(message)
+    env = request.app.state.mail_env
+
+    def compose(address: str, token: str) -> Message:
+        context = {"link": link_url(settings, token), "hours": hours, "site": settings.base_url}
+        return render(env, "confirm_signature", address, context)
+
+    return compose
+
+
+def deliver(request: Request, link: LinkToSend) -> BackgroundTask | None:
+    """Send the queued email just after the response goes out, when this process sends mail.
+
+    If that fails the message stays in the outbox and is retried with backoff, by this
+    process's sender or by `letters worker`.
+    """
+    if not settings_of(request).mail_in_app or link.outbox_id is None:
+        return None
+    state = request.app.state
+    return BackgroundTask(outbox.send_now, state.writer, state.mail, link.outbox_id)

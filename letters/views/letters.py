@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from letters.forms import FieldError
-from letters.mail import MailError
 from letters.public import (
     LetterNotFound,
     allowed_domains,
@@ -22,7 +21,7 @@ from letters.public import (
 from letters.ratelimit import RateLimited
 from letters.security import BodyTooLarge, CSRFError, check_csrf
 from letters.signing import LetterClosed, request_signature
-from letters.views.common import client_host, db_session, send_signing_link, settings_of
+from letters.views.common import client_host, db_session, deliver, settings_of, signing_email
 
 NAMES_ON_LETTER_PAGE = 50
 NAMES_PER_PAGE = 200
@@ -95,8 +94,8 @@ async def sign(request: Request) -> Response:
                 client_host=client_host(request),
                 signer=request.app.state.signer,
                 settings=settings,
+                compose=signing_email(request),
             )
-        await send_signing_link(request, link)
     except LetterNotFound:
         raise HTTPException(404) from None
     except LetterClosed:
@@ -120,20 +119,11 @@ async def sign(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
-    except MailError:
-        response = render(
-            request,
-            "errors/error.html",
-            {
-                "status": 503,
-                "message": "We could not send the email just now. "
-                "Please try again in a few minutes.",
-            },
-            status=503,
-        )
-        response.headers["Retry-After"] = "60"
-        return response
-    return RedirectResponse(request.url_for("check_email", slug=slug), status_code=303)
+    return RedirectResponse(
+        request.url_for("check_email", slug=slug),
+        status_code=303,
+        background=deliver(request, link),
+    )
 
 
 async def check_email(request: Request) -> Response:
