@@ -24,9 +24,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, delete, select
 
 from letters.domains import normalize_domain
-from letters.models import AllowedDomain, Letter, LetterStatus, utcnow
+from letters.models import SLUG_PATTERN, AllowedDomain, Letter, LetterStatus, utcnow
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_BODY = 100_000
 DEMO_LETTER = Path(__file__).parent / "demo" / "microsoft-ice.md"
 
@@ -64,7 +63,7 @@ def parse_letter(text: str) -> LetterFile:
         raise LetterFileError("the front matter must be a mapping")
     body = match.group(2).strip()
     slug = str(meta.get("slug", "")).strip()
-    if not SLUG_PATTERN.match(slug) or len(slug) > 80:
+    if not SLUG_PATTERN.match(slug):
         raise LetterFileError("slug must be lower-case letters, digits and single hyphens")
     title = str(meta.get("title", "")).strip()
     if not title or len(title) > 200:

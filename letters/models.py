@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -19,6 +20,10 @@ SQLModel.metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+# Lower-case letters, digits and single hyphens; at most 80 characters.
+SLUG_PATTERN = re.compile(r"\A(?=.{1,80}\Z)[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,14 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.models import AllowedDomain, Letter, LetterStatus, OrganizationCount, Signature
+from letters.models import (
+    SLUG_PATTERN,
+    AllowedDomain,
+    Letter,
+    LetterStatus,
+    OrganizationCount,
+    Signature,
+)
 
 PUBLIC_STATUSES = (LetterStatus.published, LetterStatus.closed)
 
@@ -32,6 +39,8 @@ class Tally:
 
 
 async def get_public_letter(session: AsyncSession, slug: str) -> Letter:
+    if not SLUG_PATTERN.match(slug):  # also keeps NUL bytes away from PostgreSQL
+        raise LetterNotFound
     letter = (await session.exec(select(Letter).where(Letter.slug == slug))).first()
     if letter is None or letter.status not in PUBLIC_STATUSES:
         raise LetterNotFound

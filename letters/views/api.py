@@ -59,7 +59,7 @@ async def read_json(request: Request) -> dict[str, Any] | JSONResponse:
         return error(413, "body_too_large", "The request body is too large.")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         return error(400, "invalid_json", "The request body is not valid JSON.")
     if not isinstance(data, dict):
         return error(400, "invalid_json", "The request body must be a JSON object.")
@@ -118,7 +118,7 @@ async def signatures(request: Request) -> Response:
         return await sign(request)
     signer = request.app.state.signer
     limit_text = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_PAGE:
         return error(400, "invalid_parameter", f"limit must be 1 to {MAX_PAGE}.", "limit")
     after_id = None
     after = request.query_params.get("after")
