@@ -18,10 +18,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from letters import outbox
+from letters.cache import TTLCache
 from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import render_markdown
+from letters.public import LetterNotFound
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
 from letters.settings import PROJECT_ROOT, Settings
 from letters.tokens import Signer
@@ -140,6 +142,8 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.cache = TTLCache(settings.cache_seconds, remember=(LetterNotFound,))
+    templates.env.globals["path_for"] = app.url_path_for
     app.state.templates = templates
     app.state.mail_env = make_mail_env()
     app.state.signer = Signer(settings.secret_key)

@@ -61,8 +61,8 @@ def make_async_engine(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         settings.async_database_url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         hide_parameters=True,
     )

@@ -38,6 +38,25 @@ class Tally:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class LetterSnapshot:
+    """Everything a public page shows of a letter, read together and shared read-only."""
+
+    letter: Letter
+    tally: Tally
+    names: Sequence[Signature]  # the first page of shown names
+    more_names: bool
+    domains: Sequence[AllowedDomain]
+
+
+async def load_snapshot(session: AsyncSession, slug: str, names: int) -> LetterSnapshot:
+    letter = await get_public_letter(session, slug)
+    counts = await tally(session, letter)
+    first_names, next_id = await named_signatures(session, letter, None, names)
+    domains = await allowed_domains(session, letter)
+    return LetterSnapshot(letter, counts, first_names, next_id is not None, domains)
+
+
 async def get_public_letter(session: AsyncSession, slug: str) -> Letter:
     if not SLUG_PATTERN.match(slug):  # also keeps NUL bytes away from PostgreSQL
         raise LetterNotFound

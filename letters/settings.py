@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     limit_per_ip: int = Field(default=500, gt=0)
     limit_per_domain: int = Field(default=20000, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    cache_seconds: float = Field(default=0.5, ge=0)
+    db_pool_size: int = Field(default=10, gt=0)
+    db_max_overflow: int = Field(default=10, ge=0)
 
     @field_validator("base_url")
     @classmethod

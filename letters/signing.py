@@ -276,17 +276,19 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
             .with_for_update()
         )
     ).one()
+    shift = 0
     if signature.show_name != pending.show_name:
         shift = 1 if pending.show_name else -1
-        await session.exec(  # type: ignore[call-overload]
-            update(Letter)
-            .where(col(Letter.id) == pending.letter_id)
-            .values(
-                named_count=col(Letter.named_count) + shift,
-                hidden_count=col(Letter.hidden_count) - shift,
-                updated_at=now,
-            )
+    # updated_at moves even when only a name or title changed: caches key on it.
+    await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(col(Letter.id) == pending.letter_id)
+        .values(
+            named_count=col(Letter.named_count) + shift,
+            hidden_count=col(Letter.hidden_count) - shift,
+            updated_at=now,
         )
+    )
     signature.name = pending.name
     signature.title = pending.title
     signature.show_name = pending.show_name

@@ -71,6 +71,8 @@ class Signer:
         return self.timed(SIGNER_LINK).dumps({"p": pending_id, "n": nonce})
 
     def read_link_token(self, token: str, max_age: int) -> LinkClaims:
+        if not token.isascii():  # tokens are URL-safe base64; this also rejects surrogates
+            raise TokenError("invalid_token", "This link is not valid.")
         try:
             data: Any = self.timed(SIGNER_LINK).loads(token, max_age=max_age)
         except SignatureExpired:
@@ -89,6 +91,8 @@ class Signer:
         return self.untimed(CURSOR).dumps(value)
 
     def loads_cursor(self, cursor: str) -> int:
+        if not cursor.isascii():
+            raise ValueError("bad cursor")
         try:
             value = self.untimed(CURSOR).loads(cursor)
         except BadSignature:

@@ -1018,3 +1018,14 @@ def test_a_bad_content_length_is_400(client, letter, mailbox, db):
     response = client.send(request)
     assert assert_json_error(response, 400)["code"] == "bad_request"
     assert_unchanged(db, mailbox, before)
+
+
+def test_tokens_with_lone_surrogates_are_invalid_not_500(client, letter, db):
+    # JSON can carry "\ud800", which Python decodes to a lone surrogate that cannot be encoded.
+    response = client.post(
+        "/api/verify",
+        content=b'{"token": "abc\\ud800def"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_token"

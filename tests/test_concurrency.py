@@ -209,6 +209,8 @@ def confirm_in_process(database_url: str, secret_key: str, tokens: list[str]) ->
         database_url=database_url,
         secret_key=secret_key,
         smtp_url="",
+        db_pool_size=5,  # three processes stay well under PostgreSQL's max_connections
+        db_max_overflow=5,
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -240,7 +240,6 @@ def test_an_smtp_outage_delays_mail_but_never_fails_a_sign_request(
 ):
     import asyncio
 
-    from letters import outbox
     from letters.mail import make_backend
     from letters.models import OutboxMessage
 
@@ -259,7 +258,7 @@ def test_an_smtp_outage_delays_mail_but_never_fails_a_sign_request(
     queued.next_attempt_at = utcnow()
     db.add(queued)
     db.commit()
-    result = asyncio.run(outbox.drain(_writer(app), working))
+    result = asyncio.run(_drain(app.state.settings, working))
     assert result.sent == 1
     assert mailbox.messages[0]["To"] == "patient@microsoft.com"
     db.rollback()
@@ -267,7 +266,12 @@ def test_an_smtp_outage_delays_mail_but_never_fails_a_sign_request(
     assert confirm_api(client, mailbox.last_token()).status_code == 200
 
 
-def _writer(app):
+async def _drain(settings, backend):
+    from letters import outbox
     from letters.db import make_async_engine, make_sessionmaker, writer
 
-    return make_sessionmaker(writer(make_async_engine(app.state.settings)))
+    engine = make_async_engine(settings)
+    try:
+        return await outbox.drain(make_sessionmaker(writer(engine)), backend)
+    finally:
+        await engine.dispose()

@@ -11,23 +11,28 @@ from starlette.responses import JSONResponse, Response
 
 from letters.forms import FieldError
 from letters.models import Letter
-from letters.public import (
-    LetterNotFound,
-    Tally,
-    allowed_domains,
-    get_public_letter,
-    list_public_letters,
-    named_signatures,
-    tally,
-)
+from letters.public import LetterNotFound, LetterSnapshot, list_public_letters, named_signatures
 from letters.ratelimit import RateLimited
 from letters.signing import LetterClosed, confirm, request_signature
 from letters.tokens import TokenError
-from letters.views.common import client_host, db_session, deliver, settings_of, signing_email
+from letters.views.common import (
+    cached,
+    client_host,
+    conditional,
+    db_session,
+    deliver,
+    etag_for,
+    forget_letter,
+    letter_snapshot,
+    settings_of,
+    signing_email,
+)
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
 MAX_JSON_BYTES = 16 * 1024
+# Readers reloading to watch a count can be served by any shared cache for a second.
+PUBLIC_CACHING = "public, max-age=1"
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -66,11 +71,29 @@ async def read_json(request: Request) -> dict[str, Any] | JSONResponse:
     return data
 
 
+def json_bytes(data: object) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def cached_json(request: Request, key: tuple[object, ...], build: Any) -> Response:
+    """A cached JSON answer with ETag; `build()` makes the data on a cache miss."""
+
+    async def load() -> tuple[bytes, str]:
+        body = json_bytes(await build())
+        return body, etag_for(body)
+
+    try:
+        body, etag = await cached(request, key, load)
+    except LetterNotFound:
+        return not_found()
+    return conditional(request, body, etag, "application/json", PUBLIC_CACHING)
+
+
 async def list_letters(request: Request) -> Response:
-    async with db_session(request) as session:
-        letters = await list_public_letters(session)
-    return JSONResponse(
-        {
+    async def build() -> dict[str, Any]:
+        async with db_session(request) as session:
+            letters = await list_public_letters(session)
+        return {
             "letters": [
                 {
                     "slug": letter.slug,
@@ -82,10 +105,12 @@ async def list_letters(request: Request) -> Response:
                 for letter in letters
             ]
         }
-    )
+
+    return await cached_json(request, ("api-letters",), build)
 
 
-def letter_json(request: Request, letter: Letter, counts: Tally, domains: list[str]) -> dict:
+def letter_json(request: Request, snapshot: LetterSnapshot) -> dict[str, Any]:
+    letter, counts = snapshot.letter, snapshot.tally
     return {
         "slug": letter.slug,
         "title": letter.title,
@@ -93,7 +118,7 @@ def letter_json(request: Request, letter: Letter, counts: Tally, domains: list[s
         "url": letter_url(request, letter),
         "published_at": iso(letter.published_at),
         "closed_at": iso(letter.closed_at),
-        "allowed_domains": domains,
+        "allowed_domains": sorted(rule.domain for rule in snapshot.domains),
         "verified_count": counts.verified,
         "named_count": counts.named,
         "hidden_count": counts.hidden,
@@ -103,14 +128,12 @@ def letter_json(request: Request, letter: Letter, counts: Tally, domains: list[s
 
 
 async def letter_detail(request: Request) -> Response:
-    async with db_session(request) as session:
-        try:
-            letter = await get_public_letter(session, request.path_params["slug"])
-        except LetterNotFound:
-            return not_found()
-        counts = await tally(session, letter)
-        domains = [rule.domain for rule in await allowed_domains(session, letter)]
-    return JSONResponse(letter_json(request, letter, counts, sorted(domains)))
+    slug = request.path_params["slug"]
+
+    async def build() -> dict[str, Any]:
+        return letter_json(request, await letter_snapshot(request, slug))
+
+    return await cached_json(request, ("api-letter", slug), build)
 
 
 async def signatures(request: Request) -> Response:
@@ -120,6 +143,7 @@ async def signatures(request: Request) -> Response:
     limit_text = request.query_params.get("limit", str(DEFAULT_PAGE))
     if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_PAGE:
         return error(400, "invalid_parameter", f"limit must be 1 to {MAX_PAGE}.", "limit")
+    limit = int(limit_text)
     after_id = None
     after = request.query_params.get("after")
     if after:
@@ -127,14 +151,13 @@ async def signatures(request: Request) -> Response:
             after_id = signer.loads_cursor(after)
         except ValueError:
             return error(400, "invalid_cursor", "after is not a cursor from this API.", "after")
-    async with db_session(request) as session:
-        try:
-            letter = await get_public_letter(session, request.path_params["slug"])
-        except LetterNotFound:
-            return not_found()
-        rows, next_id = await named_signatures(session, letter, after_id, int(limit_text))
-    return JSONResponse(
-        {
+    slug = request.path_params["slug"]
+
+    async def build() -> dict[str, Any]:
+        letter = (await letter_snapshot(request, slug)).letter
+        async with db_session(request) as session:
+            rows, next_id = await named_signatures(session, letter, after_id, limit)
+        return {
             "signatures": [
                 {
                     "name": row.name,
@@ -146,7 +169,8 @@ async def signatures(request: Request) -> Response:
             ],
             "next": signer.dumps_cursor(next_id) if next_id is not None else None,
         }
-    )
+
+    return await cached_json(request, ("api-names", slug, after_id, limit), build)
 
 
 async def sign(request: Request) -> Response:
@@ -167,6 +191,7 @@ async def sign(request: Request) -> Response:
     except LetterNotFound:
         return not_found()
     except LetterClosed:
+        forget_letter(request, request.path_params["slug"])
         return error(409, "letter_closed", "This letter has closed and no longer takes signatures.")
     except FieldError as problem:
         return error(422, problem.code, problem.message, problem.field)
@@ -195,4 +220,5 @@ async def verify(request: Request) -> Response:
             return error(
                 409, "letter_closed", "This letter has closed and no longer takes signatures."
             )
+    forget_letter(request, result.letter.slug)
     return JSONResponse({"status": "verified", "letter": result.letter.slug})

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.background import BackgroundTask
 from starlette.requests import Request
+from starlette.responses import Response
 
 from letters import outbox
+from letters.cache import TTLCache
 from letters.mail import Message, render
+from letters.public import LetterSnapshot, load_snapshot
 from letters.settings import Settings
 from letters.signing import Compose, LinkToSend
+
+T = TypeVar("T")
+NAMES_ON_LETTER_PAGE = 50
 
 
 @asynccontextmanager
@@ -60,3 +68,58 @@ def deliver(request: Request, link: LinkToSend) -> BackgroundTask | None:
         return None
     state = request.app.state
     return BackgroundTask(outbox.send_now, state.writer, state.mail, link.outbox_id)
+
+
+async def cached(request: Request, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    """`load()` at most once per CACHE_SECONDS per key in this process (see letters.cache)."""
+    cache: TTLCache = request.app.state.cache
+    return await cache.get(key, load)
+
+
+def forget_letter(request: Request, slug: str) -> None:
+    """Drop this process's cached copies of a letter after its counts changed here."""
+    cache: TTLCache = request.app.state.cache
+    cache.invalidate(lambda key: isinstance(key, tuple) and (slug in key or key[0] in LISTS))
+
+
+LISTS = ("index", "api-letters")
+
+
+async def letter_snapshot(request: Request, slug: str) -> LetterSnapshot:
+    """The cached public view of a letter; raises LetterNotFound (also cached)."""
+
+    async def load() -> LetterSnapshot:
+        async with db_session(request) as session:
+            return await load_snapshot(session, slug, NAMES_ON_LETTER_PAGE)
+
+    return await cached(request, ("letter", slug), load)
+
+
+def version(snapshot: LetterSnapshot) -> tuple[object, ...]:
+    """What identifies the state of a letter's public record (for cache keys)."""
+    letter = snapshot.letter
+    return (letter.updated_at, letter.verified_count, letter.named_count, letter.status)
+
+
+def etag_for(*parts: str | bytes) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return f'"{digest.hexdigest()}"'
+
+
+def conditional(
+    request: Request,
+    body: bytes,
+    etag: str,
+    media_type: str,
+    cache_control: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A 200 with ETag and Cache-Control, or a 304 when the client already has this body."""
+    all_headers = {"ETag": etag, "Cache-Control": cache_control, **(headers or {})}
+    if_none_match = request.headers.get("if-none-match", "")
+    if etag in [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]:
+        return Response(status_code=304, headers=all_headers)
+    return Response(body, media_type=media_type, headers=all_headers)

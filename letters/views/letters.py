@@ -12,55 +12,102 @@ from starlette.responses import RedirectResponse, Response
 from letters.forms import FieldError
 from letters.public import (
     LetterNotFound,
-    allowed_domains,
-    get_public_letter,
+    LetterSnapshot,
     list_public_letters,
     named_signatures,
-    tally,
 )
 from letters.ratelimit import RateLimited
-from letters.security import BodyTooLarge, CSRFError, check_csrf
+from letters.security import BodyTooLarge, CSRFError, check_csrf, csrf_token
 from letters.signing import LetterClosed, request_signature
-from letters.views.common import client_host, db_session, deliver, settings_of, signing_email
+from letters.views.common import (
+    cached,
+    client_host,
+    conditional,
+    db_session,
+    deliver,
+    etag_for,
+    forget_letter,
+    letter_snapshot,
+    settings_of,
+    signing_email,
+    version,
+)
 
-NAMES_ON_LETTER_PAGE = 50
 NAMES_PER_PAGE = 200
 FORM_FIELDS = ("name", "title", "email", "show_name")
+# Stands for the reader's CSRF token in cached pages; swapped in for each request.
+CSRF_PLACEHOLDER = "\x00csrf\x00"
+HTML_CACHING = "private, no-cache"  # revalidate every time; the ETag makes that cheap
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     return request.app.state.templates.TemplateResponse(request, name, context, status_code=status)
 
 
+def render_text(request: Request, name: str, context: dict[str, Any]) -> str:
+    """Render a page that does not depend on the request, so it can be cached."""
+    return str(request.app.state.templates.get_template(name).render(context))
+
+
 async def index(request: Request) -> Response:
-    async with db_session(request) as session:
-        letters = await list_public_letters(session)
-    return render(request, "letters/index.html", {"letters": letters})
+    async def load() -> tuple[bytes, str]:
+        async with db_session(request) as session:
+            letters = await list_public_letters(session)
+        html = render_text(request, "letters/index.html", {"letters": letters}).encode()
+        return html, etag_for(html)
+
+    html, etag = await cached(request, ("index",), load)
+    return conditional(request, html, etag, "text/html; charset=utf-8", HTML_CACHING)
 
 
-async def _letter_context(request: Request, slug: str) -> dict[str, Any]:
-    async with db_session(request) as session:
-        try:
-            letter = await get_public_letter(session, slug)
-        except LetterNotFound:
-            raise HTTPException(404) from None
-        counts = await tally(session, letter)
-        names, next_id = await named_signatures(session, letter, None, NAMES_ON_LETTER_PAGE)
-        domains = await allowed_domains(session, letter)
+def _letter_context(snapshot: LetterSnapshot, csrf: str) -> dict[str, Any]:
     return {
-        "letter": letter,
-        "tally": counts,
-        "names": names,
-        "more_names": next_id is not None,
-        "domains": domains,
+        "letter": snapshot.letter,
+        "tally": snapshot.tally,
+        "names": snapshot.names,
+        "more_names": snapshot.more_names,
+        "domains": snapshot.domains,
         "form": {},
         "errors": {},
+        "csrf": csrf,
     }
 
 
+async def _snapshot_or_404(request: Request, slug: str) -> LetterSnapshot:
+    try:
+        return await letter_snapshot(request, slug)
+    except LetterNotFound:
+        raise HTTPException(404) from None
+
+
 async def letter_page(request: Request) -> Response:
-    context = await _letter_context(request, request.path_params["slug"])
-    return render(request, "letters/letter.html", context)
+    slug = request.path_params["slug"]
+    snapshot = await _snapshot_or_404(request, slug)
+
+    async def load() -> tuple[str, str]:
+        html = render_text(
+            request, "letters/letter.html", _letter_context(snapshot, CSRF_PLACEHOLDER)
+        )
+        return html, etag_for(html)
+
+    html, etag = await cached(request, ("letter-html", slug, *version(snapshot)), load)
+    token = csrf_token(request)
+    return conditional(
+        request,
+        html.replace(CSRF_PLACEHOLDER, token).encode(),
+        etag_for(etag, token),
+        "text/html; charset=utf-8",
+        HTML_CACHING,
+    )
+
+
+async def _letter_page_again(
+    request: Request, slug: str, status: int, form: dict[str, Any], errors: dict[str, str]
+) -> Response:
+    """The letter page with the reader's input and what is wrong with it."""
+    context = _letter_context(await _snapshot_or_404(request, slug), csrf_token(request))
+    context.update(form=form, errors=errors)
+    return render(request, "letters/letter.html", context, status=status)
 
 
 async def _read_form(request: Request) -> FormData:
@@ -99,13 +146,10 @@ async def sign(request: Request) -> Response:
     except LetterNotFound:
         raise HTTPException(404) from None
     except LetterClosed:
-        context = await _letter_context(request, slug)
-        return render(request, "letters/letter.html", context, status=409)
+        forget_letter(request, slug)
+        return await _letter_page_again(request, slug, 409, {}, {})
     except FieldError as error:
-        context = await _letter_context(request, slug)
-        context["form"] = data
-        context["errors"] = {error.field: error.message}
-        return render(request, "letters/letter.html", context, status=422)
+        return await _letter_page_again(request, slug, 422, data, {error.field: error.message})
     except RateLimited as limited:
         response = render(
             request,
@@ -120,18 +164,14 @@ async def sign(request: Request) -> Response:
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
     return RedirectResponse(
-        request.url_for("check_email", slug=slug),
+        request.app.url_path_for("check_email", slug=slug),
         status_code=303,
         background=deliver(request, link),
     )
 
 
 async def check_email(request: Request) -> Response:
-    async with db_session(request) as session:
-        try:
-            letter = await get_public_letter(session, request.path_params["slug"])
-        except LetterNotFound:
-            raise HTTPException(404) from None
+    letter = (await _snapshot_or_404(request, request.path_params["slug"])).letter
     hours = max(1, round(settings_of(request).link_max_age / 3600))
     return render(request, "signatures/check_email.html", {"letter": letter, "hours": hours})
 
@@ -145,15 +185,16 @@ async def signatures_page(request: Request) -> Response:
             after_id = signer.loads_cursor(after)
         except ValueError:
             raise HTTPException(400, "That page link is not valid.") from None
-    async with db_session(request) as session:
-        try:
-            letter = await get_public_letter(session, request.path_params["slug"])
-        except LetterNotFound:
-            raise HTTPException(404) from None
-        names, next_id = await named_signatures(session, letter, after_id, NAMES_PER_PAGE)
-    next_cursor = signer.dumps_cursor(next_id) if next_id is not None else None
-    return render(
-        request,
-        "letters/signatures.html",
-        {"letter": letter, "names": names, "next_cursor": next_cursor},
-    )
+    slug = request.path_params["slug"]
+    letter = (await _snapshot_or_404(request, slug)).letter
+
+    async def load() -> tuple[bytes, str]:
+        async with db_session(request) as session:
+            names, next_id = await named_signatures(session, letter, after_id, NAMES_PER_PAGE)
+        next_cursor = signer.dumps_cursor(next_id) if next_id is not None else None
+        context = {"letter": letter, "names": names, "next_cursor": next_cursor}
+        html = render_text(request, "letters/signatures.html", context).encode()
+        return html, etag_for(html)
+
+    html, etag = await cached(request, ("names", slug, after_id), load)
+    return conditional(request, html, etag, "text/html; charset=utf-8", HTML_CACHING)

@@ -13,7 +13,7 @@ from letters.models import LetterStatus
 from letters.security import BodyTooLarge, CSRFError, check_csrf
 from letters.signing import LetterClosed, confirm, inspect_link
 from letters.tokens import LinkUsed, TokenError
-from letters.views.common import db_session, settings_of
+from letters.views.common import db_session, forget_letter, settings_of
 
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -86,6 +86,7 @@ async def verify_page(request: Request) -> Response:
                 {"message": "This letter has closed and no longer takes signatures."},
                 status=409,
             )
+    forget_letter(request, result.letter.slug)
     return _render(
         request,
         "signatures/confirmed.html",

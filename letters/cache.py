@@ -1,0 +1,86 @@
+"""A short-lived, per-process cache for what public pages show.
+
+When a letter goes viral, most requests are readers reloading to watch the count. Each
+process keeps the rendered answer for `CACHE_SECONDS` (default 0.5 s), so the database
+sees at most a couple of reads per second per process and page, however many readers
+there are. A process drops its copy at once when it confirms a signature itself, and the
+others catch up within the TTL. Only one request per key loads at a time (the others wait
+for its result), so an expired entry never sends a burst of identical queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Entry:
+    expires: float
+    value: Any = None
+    error: BaseException | None = None
+
+
+class TTLCache:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int = 2048,
+        remember: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """`remember`: exceptions cached like values (e.g. "no such letter")."""
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.remember = remember
+        self._entries: dict[Hashable, _Entry] = {}
+        self._loading: dict[Hashable, asyncio.Lock] = {}
+
+    def _fresh(self, key: Hashable) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > time.monotonic():
+            return entry
+        return None
+
+    @staticmethod
+    def _unwrap(entry: _Entry) -> Any:
+        if entry.error is not None:
+            raise entry.error
+        return entry.value
+
+    async def get(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        if self.ttl <= 0:
+            return await load()
+        entry = self._fresh(key)
+        if entry is not None:
+            return self._unwrap(entry)  # type: ignore[no-any-return]
+        lock = self._loading.setdefault(key, asyncio.Lock())
+        async with lock:
+            entry = self._fresh(key)
+            if entry is None:
+                try:
+                    entry = _Entry(time.monotonic() + self.ttl, value=await load())
+                except self.remember as error:
+                    entry = _Entry(time.monotonic() + self.ttl, error=error)
+                finally:
+                    self._loading.pop(key, None)
+                self._store(key, entry)
+        return self._unwrap(entry)  # type: ignore[no-any-return]
+
+    def _store(self, key: Hashable, entry: _Entry) -> None:
+        if len(self._entries) >= self.max_entries:
+            # Drop the older half: a flood of distinct keys (random slugs) cannot grow it.
+            for old in list(self._entries)[: self.max_entries // 2]:
+                del self._entries[old]
+        self._entries[key] = entry
+
+    def invalidate(self, match: Callable[[Hashable], bool] | None = None) -> None:
+        if match is None:
+            self._entries.clear()
+            return
+        for key in [key for key in self._entries if match(key)]:
+            del self._entries[key]
