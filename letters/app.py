@@ -27,7 +27,7 @@ from letters.public import LetterNotFound
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
 from letters.settings import PROJECT_ROOT, Settings
 from letters.tokens import Signer
-from letters.views import api, letters, verify
+from letters.views import api, letters, press, verify
 
 logger = logging.getLogger("letters")
 
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/letters/{slug}/sign", letters.sign, methods=["POST"], name="sign"),
         Route("/letters/{slug}/check-email", letters.check_email, name="check_email"),
         Route("/letters/{slug}/signatures", letters.signatures_page, name="signatures"),
+        Route("/letters/{slug}/badge.svg", press.badge, name="badge"),
         Route("/verify/{token}", verify.verify_page, methods=["GET", "POST"], name="verify"),
         Route("/api/letters", api.list_letters, name="api_letters"),
         Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),

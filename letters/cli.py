@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -82,6 +83,41 @@ def cmd_serve(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    import asyncio
+    import signal
+
+    from letters import outbox
+    from letters.db import make_async_engine, make_sessionmaker, writer
+    from letters.mail import make_backend
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = make_async_engine(settings)
+        maker = make_sessionmaker(writer(engine))
+        backend = make_backend(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            while True:
+                result = await outbox.drain(maker, backend)
+                if result.sent or result.failed:
+                    print(f"sent {result.sent}, failed {result.failed}", flush=True)
+                if args.once or stop.is_set():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=args.interval)
+                if stop.is_set():
+                    break
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="letters", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate_parser = commands.add_parser("migrate", help="upgrade the database schema")
     migrate_parser.set_defaults(handler=cmd_migrate)
+
+    worker = commands.add_parser("worker", help="send the email outbox")
+    worker.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    worker.add_argument("--once", action="store_true", help="send what is due, then exit")
+    worker.set_defaults(handler=cmd_worker)
 
     import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
     import_parser.add_argument("file", metavar="LETTER.md")

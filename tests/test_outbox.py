@@ -1,0 +1,151 @@
+"""The email outbox: queued in the sign transaction, sent once, retried, then forgotten."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlmodel import select
+
+from letters import outbox
+from letters.db import make_async_engine, make_sessionmaker, writer
+from letters.mail import MailError, Message
+from letters.models import OutboxMessage, utcnow
+from tests.helpers import sign_api
+
+
+class Recorder:
+    """A mail backend that records what it sends (or fails like a server that is down)."""
+
+    def __init__(self, fail: bool = False, delay: float = 0.0) -> None:
+        self.sent: list[Message] = []
+        self.fail = fail
+        self.delay = delay
+
+    async def send(self, message: Message) -> None:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise MailError("SMTPConnectError from 127.0.0.1:1")
+        self.sent.append(message)
+
+
+def run(settings, work):
+    """Run `work(maker)` with a writing sessionmaker on a fresh engine, then dispose of it."""
+
+    async def main():
+        engine = make_async_engine(settings)
+        try:
+            return await work(make_sessionmaker(writer(engine)))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def queue(settings, count):
+    async def work(maker):
+        async with maker() as session:
+            for number in range(count):
+                message = Message(
+                    f"p{number}@microsoft.com", "Subject", f"text {number}", "<p>h</p>"
+                )
+                await outbox.enqueue(session, message)
+            await session.commit()
+
+    run(settings, work)
+
+
+def rows(db):
+    db.rollback()
+    return db.exec(select(OutboxMessage)).all()
+
+
+def test_a_sign_request_queues_its_email_in_the_same_transaction(settings, letter, db, mailbox):
+    from starlette.testclient import TestClient
+
+    from letters.app import create_app
+
+    settings.mail_in_app = False  # nothing sends: the email must wait in the outbox
+    with TestClient(create_app(settings)) as client:
+        assert sign_api(client, "queued@microsoft.com").status_code == 202
+        assert sign_api(client, "refused@gmail.com").status_code == 422
+    queued = rows(db)
+    assert [row.to_address for row in queued] == ["queued@microsoft.com"]
+    assert "/verify/" in queued[0].text
+    assert mailbox.messages == []
+
+
+def test_drain_sends_each_message_once_and_deletes_it(settings, db):
+    queue(settings, 5)
+    backend = Recorder()
+    result = run(settings, lambda maker: outbox.drain(maker, backend))
+    assert (result.sent, result.failed) == (5, 0)
+    assert sorted(m.to for m in backend.sent) == sorted(f"p{n}@microsoft.com" for n in range(5))
+    assert rows(db) == []  # no plaintext address is left behind
+
+
+def test_concurrent_senders_never_send_the_same_message_twice(settings, db):
+    queue(settings, 60)
+    backend = Recorder(delay=0.001)
+
+    async def work(maker):
+        return await asyncio.gather(*[outbox.drain(maker, backend) for _ in range(6)])
+
+    results = run(settings, work)
+    assert sum(result.sent for result in results) == 60
+    assert len(backend.sent) == len({m.to for m in backend.sent}) == 60
+    assert rows(db) == []
+
+
+def test_failures_are_retried_with_backoff_then_given_up(settings, db):
+    queue(settings, 1)
+    result = run(settings, lambda maker: outbox.drain(maker, Recorder(fail=True)))
+    assert result.failed == 1
+    [row] = rows(db)
+    assert row.attempts == 1
+    assert row.locked_until is None
+    assert row.next_attempt_at > utcnow() + timedelta(seconds=5)  # backoff
+    assert "127.0.0.1" in row.last_error
+    # Not due yet: a second drain sends nothing.
+    assert run(settings, lambda maker: outbox.drain(maker, Recorder())).sent == 0
+
+    row.attempts = outbox.MAX_ATTEMPTS - 1
+    row.next_attempt_at = utcnow()
+    db.add(row)
+    db.commit()
+    run(settings, lambda maker: outbox.drain(maker, Recorder(fail=True)))
+    assert rows(db) == []  # given up: the address does not stay forever
+
+
+def test_a_lease_left_by_a_dead_sender_expires(settings, db):
+    queue(settings, 1)
+    [row] = rows(db)
+    row.locked_until = utcnow() + timedelta(seconds=30)  # a sender died holding it
+    db.add(row)
+    db.commit()
+    assert run(settings, lambda maker: outbox.drain(maker, Recorder())).sent == 0
+    row = rows(db)[0]
+    row.locked_until = utcnow() - timedelta(seconds=1)
+    db.add(row)
+    db.commit()
+    assert run(settings, lambda maker: outbox.drain(maker, Recorder())).sent == 1
+
+
+def test_backoff_grows_and_is_capped():
+    assert outbox.backoff(1) == timedelta(seconds=10)
+    assert outbox.backoff(2) == timedelta(seconds=20)
+    assert outbox.backoff(20) == timedelta(minutes=30)
+
+
+def test_the_worker_command_sends_the_outbox(settings, db, mailbox, monkeypatch, tmp_path, capsys):
+    from letters.cli import main
+
+    queue(settings, 3)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("SMTP_URL", mailbox.url)
+    monkeypatch.chdir(tmp_path)
+    main(["worker", "--once"])
+    assert "sent 3, failed 0" in capsys.readouterr().out
+    mailbox.wait_for(3)
+    assert rows(db) == []
