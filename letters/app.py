@@ -19,7 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from letters import outbox
 from letters.cache import TTLCache
-from letters.db import make_async_engine, make_sessionmaker, writer
+from letters.db import make_async_engine, make_sessionmaker, reader, writer
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import render_markdown
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = make_async_engine(settings)
         app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.sessionmaker = make_sessionmaker(reader(engine))
         app.state.writer = make_sessionmaker(writer(engine))
         sender = None
         if settings.mail_in_app:
@@ -113,7 +113,10 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/letters/{slug}/check-email", letters.check_email, name="check_email"),
         Route("/letters/{slug}/signatures", letters.signatures_page, name="signatures"),
         Route("/letters/{slug}/badge.svg", press.badge, name="badge"),
-        Route("/verify/{token}", verify.verify_page, methods=["GET", "POST"], name="verify"),
+        # Two routes, not one view switching on the method: only a POST may confirm, and
+        # GET and HEAD (which mail scanners send) can never fall through to it.
+        Route("/verify/{token}", verify.verify_page, methods=["GET"], name="verify"),
+        Route("/verify/{token}", verify.verify_confirm, methods=["POST"], name="verify_confirm"),
         Route("/api/letters", api.list_letters, name="api_letters"),
         Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),
         Route(

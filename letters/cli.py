@@ -90,6 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from letters import outbox
     from letters.db import make_async_engine, make_sessionmaker, writer
     from letters.mail import make_backend
+    from letters.retention import purge_expired
 
     settings = _settings()
 
@@ -106,6 +107,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
                 result = await outbox.drain(maker, backend)
                 if result.sent or result.failed:
                     print(f"sent {result.sent}, failed {result.failed}", flush=True)
+                await purge_expired(maker)
                 if args.once or stop.is_set():
                     break
                 with contextlib.suppress(TimeoutError):

@@ -33,6 +33,8 @@ def _prepare_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Deleted rows (sent emails and their addresses) are overwritten, not left in the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -85,6 +87,18 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 EngineT = TypeVar("EngineT", Engine, AsyncEngine)
+
+
+def reader(engine: EngineT) -> EngineT:
+    """The same engine and pool, for transactions that only read.
+
+    On PostgreSQL they run at REPEATABLE READ, so all the statements of one page see the
+    same moment: a letter's counters and its organization counts always add up, even while
+    confirmations commit between the two reads. SQLite's WAL snapshots already do that.
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="REPEATABLE READ")
+    return engine
 
 
 def writer(engine: EngineT) -> EngineT:

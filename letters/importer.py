@@ -51,6 +51,13 @@ class LetterFile:
     domains: list[DomainSpec]
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A YAML boolean; "false" in quotes is not taken for true."""
+    if not isinstance(value, bool):
+        raise LetterFileError(f"{name} must be true or false")
+    return value
+
+
 def parse_letter(text: str) -> LetterFile:
     match = re.match(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", text, re.DOTALL)
     if not match:
@@ -84,7 +91,7 @@ def parse_letter(text: str) -> LetterFile:
             raise LetterFileError(str(error)) from None
         if isinstance(value, dict):
             organization = str(value.get("organization", "")).strip()
-            subdomains = bool(value.get("subdomains", False))
+            subdomains = _flag(value.get("subdomains", False), f"{raw_domain}: subdomains")
         else:
             organization, subdomains = str(value or "").strip(), False
         if not organization or len(organization) > 100:
@@ -96,7 +103,7 @@ def parse_letter(text: str) -> LetterFile:
         slug=slug,
         title=title,
         status=status,
-        ask_title=bool(meta.get("ask_title", True)),
+        ask_title=_flag(meta.get("ask_title", True), "ask_title"),
         body=body,
         domains=domains,
     )

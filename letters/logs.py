@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any
 
 # Magic-link tokens travel in the path of /verify/{token}; anything else secret travels
@@ -16,11 +17,24 @@ def redact(text: str) -> str:
 
 
 class RedactTokens(logging.Filter):
+    """Hides tokens in log lines, and the messages of logged exceptions.
+
+    A traceback's frames (files, lines, code) are kept for debugging; the exception's
+    message is dropped, since messages can quote request data or database rows.
+    """
+
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, _, trace = record.exc_info
+            frames = "".join(traceback.format_tb(trace))
+            record.exc_text = (
+                f"Traceback (most recent call last):\n{frames}{kind.__name__} (message withheld)"
+            )
+            record.exc_info = None
         return True
 
 

@@ -106,7 +106,8 @@ class PendingSignature(SQLModel, table=True):
     """A request to sign (or to re-confirm) waiting for its magic link to be used.
 
     It holds what the signer typed, the keyed hash of their address and the hash of the
-    link's nonce. The link itself and the plaintext address are never stored.
+    link's nonce. The link and the plaintext address live only in the queued email
+    (`OutboxMessage`), which is deleted once it is handed to the mail server.
     """
 
     __tablename__ = "pending_signature"

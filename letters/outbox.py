@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.mail import MailBackend, MailError, Message
 from letters.models import OutboxMessage, utcnow
+from letters.retention import purge_expired
 
 logger = logging.getLogger("letters.outbox")
 
@@ -171,7 +172,7 @@ class Sender:
     """Sends what is left in the outbox from inside an app process, every `interval` seconds.
 
     Each sign request sends its own email right after answering (`send_now`); this picks up
-    retries and messages that a crashed process left behind.
+    retries and messages that a crashed process left behind, and deletes expired links.
     """
 
     def __init__(
@@ -200,5 +201,6 @@ class Sender:
             await asyncio.sleep(self.interval)
             try:
                 await drain(self.maker, self.backend)
+                await purge_expired(self.maker)
             except Exception as error:  # the database may be briefly away; try again later
                 logger.error("outbox sender: %s", type(error).__name__)

@@ -102,6 +102,8 @@ class SecurityHeadersMiddleware:
                 for name, value in SECURITY_HEADERS:
                     if name.decode() not in headers:
                         headers.append(name.decode(), value.decode())
+                if self.secure_cookies:  # served over https
+                    headers["strict-transport-security"] = "max-age=31536000"
                 state: dict[str, Any] = scope.get("state", {})
                 if state.get("csrf_cookie_new"):
                     cookie = (

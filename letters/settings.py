@@ -102,6 +102,9 @@ class Settings(BaseSettings):
             self.secret_key.lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
         ):
             raise ValueError("SECRET_KEY must be a random value of at least 32 characters")
+        if self.environment == "production" and not self.smtp_url:
+            # The console backend would print addresses and live links to the logs.
+            raise ValueError("SMTP_URL must be set in production")
         return self
 
     @property

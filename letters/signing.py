@@ -89,9 +89,9 @@ async def request_signature(
     """
     now = now or utcnow()
     letter = await get_public_letter(session, slug)
-    form = SignatureInput.parse(data, ask_title=letter.ask_title)
     if letter.status != LetterStatus.published:
         raise LetterClosed
+    form = SignatureInput.parse(data, ask_title=letter.ask_title)
     rules = (
         await session.exec(select(AllowedDomain).where(AllowedDomain.letter_id == letter.id))
     ).all()
@@ -103,7 +103,8 @@ async def request_signature(
     await hit(
         session,
         [
-            Limit(f"addr:{letter.id}:{email_hash[:32]}", settings.limit_per_address),
+            # Per person across all letters: a busy instance cannot multiply one inbox's mail.
+            Limit(f"addr:{email_hash[:40]}", settings.limit_per_address),
             Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
             Limit(
                 "dom:" + signer.key_hash("domain", form.address.domain), settings.limit_per_domain
@@ -188,7 +189,10 @@ async def confirm(
         .values(used_at=now)
     )
     if claimed.rowcount != 1:
+        expired = pending.expires_at <= now  # read before rollback expires the object
         await session.rollback()
+        if expired:
+            raise TokenError("expired_token", "This link has expired.")
         raise LinkUsed
 
     insert = _insert_for(session)

@@ -1,8 +1,9 @@
 """Signed tokens (one salt per purpose) and keyed hashes derived from the secret key.
 
 A magic link carries `{"p": pending_id, "n": nonce}` signed and timestamped by itsdangerous.
-The database keeps only SHA-256 of the nonce, so a copy of the database cannot forge or
-replay a link, and a link cannot be used for another pending signature or purpose.
+The pending signature keeps only SHA-256 of the nonce, so a link cannot be rebuilt from it,
+and a link cannot be used for another pending signature or purpose. (Until it is sent, the
+email itself waits in the outbox table with the link in it; it is deleted once sent.)
 """
 
 from __future__ import annotations

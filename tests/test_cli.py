@@ -89,3 +89,11 @@ def test_production_without_a_secret_key_refuses_to_start(monkeypatch, tmp_path)
     with pytest.raises(SystemExit) as exit_:
         main(["migrate"])
     assert "SECRET_KEY" in str(exit_.value.code)
+
+
+def test_quoted_booleans_are_refused():
+    with pytest.raises(LetterFileError, match="ask_title"):
+        parse_letter(TEST_LETTER.replace("status: published", "status: published\nask_title: 'no'"))
+    quoted = TEST_LETTER.replace("subdomains: true", 'subdomains: "false"')
+    with pytest.raises(LetterFileError, match="subdomains"):
+        parse_letter(quoted)

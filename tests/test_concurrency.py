@@ -255,3 +255,43 @@ def test_processes_racing_over_the_same_links_count_each_person_once(settings, l
     assert c["verified"] == c["rows"] == 30
     expected_orgs = Counter(ORGANIZATIONS[email.split("@")[1]] for email, _, _ in people[:30])
     assert c["orgs"] == dict(expected_orgs)
+
+
+def test_readers_during_the_race_always_see_counts_that_add_up(settings, letter):
+    """What a page reads mid-storm must satisfy verified == named + hidden == sum(orgs)."""
+    from letters.db import reader
+    from letters.public import load_snapshot
+
+    people = many_people(120, seed=3)
+    seen: list[tuple[int, int, int, int]] = []
+
+    async def main() -> None:
+        engine = make_async_engine(settings)
+        try:
+            writers = make_sessionmaker(writer(engine))
+            readers = make_sessionmaker(reader(engine))
+            tokens = await request_links(writers, settings, people)
+            done = asyncio.Event()
+
+            async def poll() -> None:
+                while not done.is_set():
+                    async with readers() as session:
+                        snap = await load_snapshot(session, "test-letter", 10)
+                    tally = snap.tally
+                    orgs = sum(count for _, count in tally.organizations)
+                    seen.append((tally.verified, tally.named, tally.hidden, orgs))
+                    await asyncio.sleep(0)
+
+            pollers = [asyncio.ensure_future(poll()) for _ in range(3)]
+            results = await confirm_all(writers, settings, tokens)
+            done.set()
+            await asyncio.gather(*pollers)
+            assert len(successes(results)) == len(people)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    assert len(seen) > 10
+    broken = [s for s in seen if not s[0] == s[1] + s[2] == s[3]]
+    assert broken == [], f"{len(broken)} of {len(seen)} reads did not add up: {broken[:5]}"
+    assert max(s[0] for s in seen) <= len(people)

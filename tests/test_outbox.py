@@ -149,3 +149,27 @@ def test_the_worker_command_sends_the_outbox(settings, db, mailbox, monkeypatch,
     assert "sent 3, failed 0" in capsys.readouterr().out
     mailbox.wait_for(3)
     assert rows(db) == []
+
+
+def test_expired_links_and_rate_limit_rows_are_deleted(client, letter, mailbox, db, settings):
+    from letters.models import PendingSignature, RateLimitHit
+    from letters.retention import purge_expired
+
+    sign_api(client, "old@microsoft.com", name="Typed Name")
+    sign_api(client, "fresh@microsoft.com")
+    db.rollback()
+    old = db.exec(select(PendingSignature)).first()
+    old_id = old.id
+    old.expires_at = utcnow() - timedelta(seconds=1)
+    db.add(old)
+    for hit in db.exec(select(RateLimitHit)).all():
+        hit.expires_at = utcnow() - timedelta(seconds=1)
+        db.add(hit)
+    db.commit()
+    purged = run(settings, purge_expired)
+    assert purged.pending_signatures == 1
+    assert purged.rate_limit_rows >= 3
+    db.rollback()
+    remaining = db.exec(select(PendingSignature)).all()
+    assert len(remaining) == 1
+    assert remaining[0].id != old_id

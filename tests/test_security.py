@@ -106,3 +106,34 @@ def test_chunked_form_bodies_over_the_limit_get_413(client, letter, mailbox):
         )
         assert response.status_code == 413
     assert mailbox.messages == []
+
+
+def test_logged_exceptions_keep_their_frames_but_not_their_message():
+    address = "secret.person@" + "microsoft.com"
+    try:
+        raise ValueError(address)
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, "", 0, "boom", (), sys.exc_info()
+        )
+    RedactTokens().filter(record)
+    text = logging.Formatter().format(record)
+    assert "secret.person" not in text
+    assert "ValueError (message withheld)" in text
+    assert "test_security.py" in text
+
+
+def test_hsts_only_over_https(settings, letter):
+    from starlette.testclient import TestClient
+
+    from letters.app import create_app
+
+    with TestClient(create_app(settings)) as client:
+        assert "strict-transport-security" not in client.get("/").headers
+    settings.base_url = "https://letters.example"
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/letters/test-letter")
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+        assert "Secure" in response.headers["set-cookie"]

@@ -181,8 +181,9 @@ def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox
         assert detail["organizations"] == [{"name": "Microsoft", "count": 1}]
 
         again = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(confirm_page.text)})
-        assert again.status_code == 200
-        assert "Already confirmed" in again.text
+        assert again.status_code == 400
+        assert "already been used" in again.text
+        assert "Test letter" not in again.text  # a used link does not say which letter
         assert client.get("/api/letters/test-letter").json()["verified_count"] == 1
 
         public = {

@@ -40,7 +40,10 @@ def test_production_refuses_to_start_without_a_real_secret_key(tmp_path):
     with pytest.raises(ValueError, match="SECRET_KEY"):
         make(environment="production", secret_key="changeme", instance_path=tmp_path)
     assert not (tmp_path / "secret_key").exists()
-    assert make(environment="production", secret_key="s" * 40).secret_key == "s" * 40
+    with pytest.raises(ValueError, match="SMTP_URL"):
+        make(environment="production", secret_key="s" * 40)
+    production = make(environment="production", secret_key="s" * 40, smtp_url="smtp://mail:25")
+    assert production.secret_key == "s" * 40
 
 
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):

@@ -76,10 +76,14 @@ def test_the_whole_flow_without_javascript(client, letter, mailbox, db):
     assert "<strong>1</strong> verified signature." in done.text
     assert assert_consistent(db)["named"] == 1
 
-    # Pressing the button again, or reopening the link, says it is already done.
+    # Pressing the button again, or reopening the link, says it was used, and no more:
+    # whoever opens an old link in that mailbox does not learn which letter it was for.
     again = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(page.text)})
-    assert "Already confirmed" in again.text
-    assert "Already confirmed" in client.get(f"/verify/{token}").text
+    reopened = client.get(f"/verify/{token}")
+    for response in (again, reopened):
+        assert response.status_code == 400
+        assert "already been used" in response.text
+        assert "Test letter" not in response.text
     assert counts(db)["verified"] == 1
 
     letter_page = client.get("/letters/test-letter").text
@@ -214,3 +218,15 @@ def test_a_link_to_a_closed_letter_says_so_on_opening(client, engine, letter, ma
     assert page.status_code == 409
     assert "closed" in page.text
     assert "<form" not in page.text
+
+
+def test_head_and_other_methods_on_a_link_never_confirm(client, letter, mailbox, db):
+    sign_api(client, "scanned@microsoft.com", name="Forged Name", show_name=True)
+    token = mailbox.last_token()
+    assert client.head(f"/verify/{token}").status_code == 200
+    for method in ("PUT", "PATCH", "DELETE", "OPTIONS"):
+        assert client.request(method, f"/verify/{token}").status_code == 405
+    assert counts(db)["verified"] == 0
+    # The link still works for the person it was sent to.
+    page = client.get(f"/verify/{token}")
+    assert "Confirm my signature" in page.text

@@ -141,7 +141,8 @@ async def signatures(request: Request) -> Response:
         return await sign(request)
     signer = request.app.state.signer
     limit_text = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_PAGE:
+    digits = limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 4
+    if not digits or not 1 <= int(limit_text) <= MAX_PAGE:
         return error(400, "invalid_parameter", f"limit must be 1 to {MAX_PAGE}.", "limit")
     limit = int(limit_text)
     after_id = None

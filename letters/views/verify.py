@@ -25,75 +25,70 @@ def _render(request: Request, name: str, context: dict[str, object], status: int
     return response
 
 
+USED = (
+    "This link has already been used. If it was yours, your signature is counted; "
+    "the letter page shows the current count."
+)
+
+
+def _problem(request: Request, message: str, status: int, expired: bool = False) -> Response:
+    return _render(
+        request, "signatures/link_problem.html", {"message": message, "expired": expired}, status
+    )
+
+
 async def verify_page(request: Request) -> Response:
+    """GET (and HEAD): show what would be confirmed and a button. Never changes anything."""
     token = request.path_params["token"]
-    signer = request.app.state.signer
-    settings = settings_of(request)
-    if request.method == "POST":
+    async with db_session(request) as session:
         try:
-            form = await request.form(max_files=0, max_fields=5, max_part_size=4096)
-            check_csrf(request, form)
-        except BodyTooLarge:
-            raise  # answered with 413 by BodyLimitMiddleware
-        except CSRFError:
-            return _render(
-                request,
-                "signatures/link_problem.html",
-                {
-                    "message": "This page expired before you pressed the button. "
-                    "Open the link from your email again."
-                },
-                status=403,
-            )
-        except Exception:  # a malformed form body
-            return _render(
-                request,
-                "signatures/link_problem.html",
-                {"message": "The form could not be read."},
-                status=400,
-            )
-    async with db_session(request, write=request.method == "POST") as session:
-        try:
-            if request.method == "GET":
-                view = await inspect_link(session, token, signer, settings)
-                if not view.used and view.letter.status != LetterStatus.published:
-                    raise LetterClosed
-                template = "signatures/confirmed.html" if view.used else "signatures/confirm.html"
-                return _render(
-                    request,
-                    template,
-                    {"letter": view.letter, "pending": view.pending, "already": view.used},
-                )
-            result = await confirm(session, token, signer, settings)
-        except LinkUsed:
-            view = await inspect_link(session, token, signer, settings)
-            return _render(
-                request,
-                "signatures/confirmed.html",
-                {"letter": view.letter, "pending": view.pending, "already": True},
+            view = await inspect_link(
+                session, token, request.app.state.signer, settings_of(request)
             )
         except TokenError as error:
-            return _render(
-                request,
-                "signatures/link_problem.html",
-                {"message": error.message, "expired": error.code == "expired_token"},
-                status=400,
-            )
+            return _problem(request, error.message, 400, error.code == "expired_token")
+    if view.used:
+        # Say no more than that: whoever opens an old link (an employer reading the
+        # mailbox, say) learns nothing about which letter it was for.
+        return _problem(request, USED, 400)
+    if view.letter.status != LetterStatus.published:
+        return _problem(request, CLOSED, 409)
+    return _render(
+        request, "signatures/confirm.html", {"letter": view.letter, "pending": view.pending}
+    )
+
+
+CLOSED = "This letter has closed and no longer takes signatures."
+
+
+async def verify_confirm(request: Request) -> Response:
+    """POST from the confirmation page's button: verify and count the signature."""
+    token = request.path_params["token"]
+    try:
+        form = await request.form(max_files=0, max_fields=5, max_part_size=4096)
+        check_csrf(request, form)
+    except BodyTooLarge:
+        raise  # answered with 413 by BodyLimitMiddleware
+    except CSRFError:
+        return _problem(
+            request,
+            "This page expired before you pressed the button. Open the link from your email again.",
+            403,
+        )
+    except Exception:  # a malformed form body
+        return _problem(request, "The form could not be read.", 400)
+    async with db_session(request, write=True) as session:
+        try:
+            result = await confirm(session, token, request.app.state.signer, settings_of(request))
+        except LinkUsed:
+            return _problem(request, USED, 400)
+        except TokenError as error:
+            return _problem(request, error.message, 400, error.code == "expired_token")
         except LetterClosed:
-            return _render(
-                request,
-                "signatures/link_problem.html",
-                {"message": "This letter has closed and no longer takes signatures."},
-                status=409,
-            )
+            return _problem(request, CLOSED, 409)
     forget_letter(request, result.letter.slug)
     return _render(
         request,
         "signatures/confirmed.html",
-        {
-            "letter": result.letter,
-            "pending": result.signature,
-            "already": False,
-            "outcome": result.outcome,
-        },
+        {"letter": result.letter, "signature": result.signature, "outcome": result.outcome},
     )
