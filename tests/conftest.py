@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 from starlette.testclient import TestClient
 
@@ -69,7 +70,7 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         return
     server_url = make_url(normalize_database_url(TEST_DATABASE_URL))
     name = f"letters_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = server_url.set(database=name).render_as_string(hide_password=False)
