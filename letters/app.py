@@ -19,10 +19,11 @@ from starlette.templating import Jinja2Templates
 
 from letters import outbox
 from letters.cache import TTLCache
+from letters.cors import PublicDataCORSMiddleware
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
-from letters.markdown import render_markdown
+from letters.markdown import excerpt, render_markdown
 from letters.public import LetterNotFound
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
 from letters.settings import PROJECT_ROOT, Settings
@@ -36,6 +37,7 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=PROJECT_ROOT / "templates")
     templates.env.globals["csrf_token"] = csrf_token
     templates.env.filters["markdown"] = render_markdown
+    templates.env.filters["excerpt"] = excerpt
     return templates
 
 
@@ -132,6 +134,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     middleware = [
         Middleware(SecurityHeadersMiddleware, secure_cookies=settings.base_url.startswith("https")),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(PublicDataCORSMiddleware),
     ]
     exception_handlers: dict[Any, Any] = {
         HTTPException: http_exception,

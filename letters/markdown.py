@@ -54,3 +54,13 @@ def render_markdown(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+
+
+def excerpt(text: str, length: int = 200) -> str:
+    """Plain text from the start of a Markdown body, for link previews."""
+    plain = " ".join(nh3.clean(_markdown.render(text), tags=set()).split())
+    plain = plain.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    plain = plain.replace("&quot;", '"').replace("&#39;", "'")
+    if len(plain) <= length:
+        return plain
+    return plain[: length - 1].rsplit(" ", 1)[0] + "…"

@@ -230,3 +230,16 @@ def test_head_and_other_methods_on_a_link_never_confirm(client, letter, mailbox,
     # The link still works for the person it was sent to.
     page = client.get(f"/verify/{token}")
     assert "Confirm my signature" in page.text
+
+
+def test_link_previews_carry_the_title_and_the_current_count(client, letter, mailbox):
+    sign_api(client, "p@microsoft.com")
+    confirm_api(client, mailbox.last_token())
+    page = client.get("/letters/test-letter").text
+    assert '<meta property="og:title" content="Test letter">' in page
+    assert (
+        '<meta property="og:description" content="1 verified signature. '
+        'We ask for better things.">'
+    ) in page
+    assert '<meta property="og:url" content="http://testserver/letters/test-letter">' in page
+    assert '<meta name="twitter:card" content="summary">' in page

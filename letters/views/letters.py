@@ -60,8 +60,9 @@ async def index(request: Request) -> Response:
     return conditional(request, html, etag, "text/html; charset=utf-8", HTML_CACHING)
 
 
-def _letter_context(snapshot: LetterSnapshot, csrf: str) -> dict[str, Any]:
+def _letter_context(request: Request, snapshot: LetterSnapshot, csrf: str) -> dict[str, Any]:
     return {
+        "site_url": settings_of(request).base_url,
         "letter": snapshot.letter,
         "tally": snapshot.tally,
         "names": snapshot.names,
@@ -86,7 +87,7 @@ async def letter_page(request: Request) -> Response:
 
     async def load() -> tuple[str, str]:
         html = render_text(
-            request, "letters/letter.html", _letter_context(snapshot, CSRF_PLACEHOLDER)
+            request, "letters/letter.html", _letter_context(request, snapshot, CSRF_PLACEHOLDER)
         )
         return html, etag_for(html)
 
@@ -105,7 +106,7 @@ async def _letter_page_again(
     request: Request, slug: str, status: int, form: dict[str, Any], errors: dict[str, str]
 ) -> Response:
     """The letter page with the reader's input and what is wrong with it."""
-    context = _letter_context(await _snapshot_or_404(request, slug), csrf_token(request))
+    context = _letter_context(request, await _snapshot_or_404(request, slug), csrf_token(request))
     context.update(form=form, errors=errors)
     return render(request, "letters/letter.html", context, status=status)
 
