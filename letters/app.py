@@ -24,6 +24,7 @@ from letters.db import make_async_engine, make_sessionmaker, reader, writer
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import excerpt, render_markdown
+from letters.openapi import openapi
 from letters.public import LetterNotFound
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
 from letters.settings import PROJECT_ROOT, Settings
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         # GET and HEAD (which mail scanners send) can never fall through to it.
         Route("/verify/{token}", verify.verify_page, methods=["GET"], name="verify"),
         Route("/verify/{token}", verify.verify_confirm, methods=["POST"], name="verify_confirm"),
+        Route("/api/openapi.json", openapi, name="openapi"),
         Route("/api/letters", api.list_letters, name="api_letters"),
         Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),
         Route(

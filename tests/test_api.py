@@ -131,3 +131,41 @@ def test_unknown_api_routes_answer_json(client):
     response = client.delete("/api/letters")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_every_api_route_is_described_in_openapi(client, app):
+    spec = client.get("/api/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    routes = {
+        (route.path, method.lower())
+        for route in app.routes
+        if getattr(route, "path", "").startswith("/api/") and route.path != "/api/openapi.json"
+        for method in route.methods - {"HEAD"}
+    }
+    described = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert routes == described
+
+
+def test_answers_match_the_openapi_shapes(client, letter, mailbox):
+    spec = client.get("/api/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def check(value, schema):
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+        for key in schema.get("required", []):
+            assert key in value, key
+        for key, sub in schema.get("properties", {}).items():
+            if key in value and isinstance(value[key], dict):
+                check(value[key], sub)
+            if key in value and isinstance(value[key], list) and "items" in sub:
+                for item in value[key]:
+                    if isinstance(item, dict):
+                        check(item, sub["items"])
+
+    sign_api(client, "o@microsoft.com", name="O", show_name=True)
+    check(confirm_api(client, mailbox.last_token()).json(), {"$ref": "#/x/Verified"})
+    check(client.get("/api/letters").json(), {"$ref": "#/x/Letters"})
+    check(client.get("/api/letters/test-letter").json(), {"$ref": "#/x/Letter"})
+    check(client.get("/api/letters/test-letter/signatures").json(), {"$ref": "#/x/Signatures"})
+    check(client.get("/api/letters/nope").json(), {"$ref": "#/x/Error"})

@@ -1,0 +1,254 @@
+"""The OpenAPI description of the public JSON interface, served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+SLUG = {
+    "name": "slug",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 80},
+}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "LetterSummary": {
+        "type": "object",
+        "required": ["slug", "title", "status", "verified_count", "url"],
+        "properties": {
+            "slug": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"enum": ["published", "closed"]},
+            "verified_count": {"type": "integer", "minimum": 0},
+            "url": {"type": "string", "format": "uri"},
+        },
+    },
+    "Letters": {
+        "type": "object",
+        "required": ["letters"],
+        "properties": {
+            "letters": {"type": "array", "items": {"$ref": "#/components/schemas/LetterSummary"}}
+        },
+    },
+    "Letter": {
+        "type": "object",
+        "description": "verified_count == named_count + hidden_count == sum of organizations",
+        "required": [
+            "slug",
+            "title",
+            "status",
+            "url",
+            "published_at",
+            "closed_at",
+            "allowed_domains",
+            "verified_count",
+            "named_count",
+            "hidden_count",
+            "organizations",
+            "updated_at",
+        ],
+        "properties": {
+            "slug": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"enum": ["published", "closed"]},
+            "url": {"type": "string", "format": "uri"},
+            "published_at": TIME,
+            "closed_at": TIME,
+            "allowed_domains": {"type": "array", "items": {"type": "string"}},
+            "verified_count": {"type": "integer", "minimum": 0},
+            "named_count": {"type": "integer", "minimum": 0},
+            "hidden_count": {"type": "integer", "minimum": 0},
+            "organizations": {
+                "type": "array",
+                "description": "Largest first.",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "count"],
+                    "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},
+                },
+            },
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Signatures": {
+        "type": "object",
+        "required": ["signatures", "next"],
+        "properties": {
+            "signatures": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "title", "organization", "signed_at"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "title": {"type": ["string", "null"]},
+                        "organization": {"type": "string"},
+                        "signed_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+            "next": {
+                "type": ["string", "null"],
+                "description": "Pass as `after` for the next page; null on the last page.",
+            },
+        },
+    },
+    "SignRequest": {
+        "type": "object",
+        "required": ["email"],
+        "properties": {
+            "email": {"type": "string", "maxLength": 254},
+            "name": {"type": ["string", "null"], "maxLength": 100},
+            "title": {"type": ["string", "null"], "maxLength": 120},
+            "show_name": {"type": "boolean", "default": False},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"const": "check_your_email"}},
+    },
+    "VerifyRequest": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": {"type": "string"}},
+    },
+    "Verified": {
+        "type": "object",
+        "required": ["status", "letter"],
+        "properties": {"status": {"const": "verified"}, "letter": {"type": "string"}},
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/api/letters": {
+        "get": {
+            "summary": "Published and closed letters",
+            "responses": {"200": _ok("The letters", "Letters")},
+        }
+    },
+    "/api/letters/{slug}": {
+        "get": {
+            "summary": "A letter and its verified counts",
+            "parameters": [SLUG],
+            "responses": {
+                "200": _ok("The letter", "Letter"),
+                "404": _error("No published letter has this slug"),
+            },
+        }
+    },
+    "/api/letters/{slug}/signatures": {
+        "get": {
+            "summary": "Verified signatures whose signers chose to show their name",
+            "parameters": [
+                SLUG,
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                },
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _ok("A page of names, oldest first", "Signatures"),
+                "400": _error("A bad limit or cursor"),
+                "404": _error("No published letter has this slug"),
+            },
+        },
+        "post": {
+            "summary": "Ask to sign: a link is emailed to the address",
+            "parameters": [SLUG],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/SignRequest"}}
+                },
+            },
+            "responses": {
+                "202": _ok(
+                    "The link is on its way (the same answer if already signed)", "Accepted"
+                ),
+                "400": _error("The body is not a JSON object"),
+                "404": _error("No published letter has this slug"),
+                "409": _error("letter_closed"),
+                "413": _error("The body is too large"),
+                "415": _error("The body is not application/json"),
+                "422": _error("domain_not_allowed, invalid_email or a bad field"),
+                "429": _error("rate_limited; see the Retry-After header"),
+            },
+        },
+    },
+    "/api/verify": {
+        "post": {
+            "summary": "Confirm a signature with the token from the emailed link",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/VerifyRequest"}}
+                },
+            },
+            "responses": {
+                "200": _ok("Verified and counted", "Verified"),
+                "400": _error("invalid_token or expired_token"),
+                "409": _error("letter_closed"),
+                "415": _error("The body is not application/json"),
+            },
+        }
+    },
+}
+
+
+def description(base_url: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Letters",
+            "version": "1",
+            "description": "Open letters signed by verified employees. Errors are "
+            '`{"error": {"code", "message", "field"}}`.',
+        },
+        "servers": [{"url": base_url}],
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(
+        description(request.app.state.settings.base_url),
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
