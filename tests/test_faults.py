@@ -25,141 +25,64 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import make_url
 from sqlmodel import Session, col, func, select
 
 from letters import outbox
-from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.mail import Message
 from letters.models import OutboxMessage, PendingSignature, Signature
 from letters.settings import normalize_database_url
-from letters.signing import request_signature
 from letters.tokens import Signer
+from tests import test_concurrency as concurrency
 from tests.conftest import (
     LINK,
     ON_POSTGRES,
     SECRET,
     TEST_DATABASE_URL,
     Mailbox,
-    free_port,
     make_settings,
 )
 from tests.helpers import assert_consistent, pending_count
+from tests.live import (
+    REQUEST_TIMEOUT,
+    STOP_TIMEOUT,
+    Server,
+    base_env,
+    http_client,
+    letters_command,
+    running_server,
+    stop_process,
+    wait_for_log,
+)
+from tests.test_concurrency import Person, writer_sessions
 
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 20.0
 RECOVERY_TIMEOUT = 20.0
-REQUEST_TIMEOUT = 10.0
 TLS = ssl.create_default_context()  # made once: a client that makes its own is slow to start
 USED = "This link has already been used."
 UNAVAILABLE_MESSAGE = "briefly unavailable"
+# Every request below comes from 127.0.0.1; the per-IP limit is not under test.
+NO_IP_LIMIT = {"LIMIT_PER_IP": "100000"}
 
 
-# --- a server in a subprocess ------------------------------------------------------------
+# --- a server in a subprocess (tests/live.py), and `letters worker` ------------------------
 
 
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def worker_pids(self) -> list[int]:
-        """The uvicorn worker processes started so far (in the order they started)."""
-        return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", self.log())]
-
-
-def base_env(database_url: str, smtp_url: str = "", **extra: str) -> dict[str, str]:
-    """The environment of a `letters` subprocess: this test's database, nothing inherited."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key
-        not in ("DATABASE_URL", "SECRET_KEY", "BASE_URL", "SMTP_URL", "ENVIRONMENT", "MAIL_IN_APP")
-        and not key.startswith(("LIMIT_", "CACHE_", "DB_"))
-    }
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": SECRET,
-            "ENVIRONMENT": "test",
-            "SMTP_URL": smtp_url,
-            "PYTHONUNBUFFERED": "1",
-            # Every request below comes from 127.0.0.1; the per-IP limit is not under test.
-            "LIMIT_PER_IP": "100000",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Signal the process, then SIGKILL whatever is left of its own process group."""
-    if process.poll() is None:
-        with suppress(ProcessLookupError):
-            process.send_signal(sig)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_TIMEOUT)
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # the group started for this process only
-    process.wait(timeout=STOP_TIMEOUT)
-
-
-@contextmanager
-def running_server(
+def serve(
     database_url: str, tmp_path: Path, *args: str, smtp_url: str = "", **env: str
-) -> Iterator[Server]:
-    """Start `letters serve`, wait for /healthz (bounded), and always stop it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = base_env(
-        database_url, smtp_url, BASE_URL=url, INSTANCE_PATH=str(tmp_path / "instance"), **env
-    )
-    log_path = tmp_path / f"server-{port}.log"
-    command = [sys.executable, "-m", "letters.cli", "serve", "--port", str(port), *args]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            env=environment,
-            cwd=tmp_path,  # no stray .env file from the checkout
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so workers stop with it
-        )
-    server = Server(url=url, process=process, log_path=log_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{server.log()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        stop_process(process)
+) -> AbstractContextManager[Server]:
+    """`running_server` (tests/live.py) with the per-IP limit out of the way."""
+    return running_server(database_url, tmp_path, *args, smtp_url=smtp_url, **NO_IP_LIMIT, **env)
 
 
 def connections_of(pid: int, port: int) -> int:
@@ -182,19 +105,13 @@ def connections_of(pid: int, port: int) -> int:
     return count
 
 
-def wait_for_log(server: Server, text: str, count: int = 1) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while server.log().count(text) < count:
-        assert server.process.poll() is None, f"server exited:\n{server.log()}"
-        assert time.monotonic() < deadline, f"{text!r} not logged {count} times:\n{server.log()}"
-        time.sleep(0.1)
-
-
 def run_worker(database_url: str, smtp_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
     """Start `letters worker --once` (its output in a pipe; read it with `finish`)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "letters.cli", "worker", "--once"],
-        env=base_env(database_url, smtp_url, INSTANCE_PATH=str(tmp_path / "instance")),
+        letters_command("worker", "--once"),
+        env=base_env(
+            database_url, smtp_url, INSTANCE_PATH=str(tmp_path / "instance"), **NO_IP_LIMIT
+        ),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -254,9 +171,7 @@ class Outcome:
 def exchange(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Outcome:
     """One request over a new connection (so requests spread over the worker processes)."""
     try:
-        with httpx.Client(
-            base_url=url, timeout=REQUEST_TIMEOUT, trust_env=False, verify=TLS
-        ) as client:
+        with http_client(url, verify=TLS) as client:
             response = client.request(method, path, json=body)
     except httpx.TransportError as error:
         return Outcome(status=None, error=type(error).__name__)
@@ -290,9 +205,6 @@ def assert_unavailable(outcome: Outcome, where: str) -> None:
 # --- the database, from the test process ----------------------------------------------------
 
 
-Person = tuple[str, str, bool]  # email, name, show_name
-
-
 def people(prefix: str, count: int) -> list[Person]:
     return [
         (
@@ -309,25 +221,8 @@ def request_links(database_url: str, signers: list[Person]) -> list[str]:
     settings = make_settings(database_url)
 
     async def main() -> list[str]:
-        engine = make_async_engine(settings)
-        maker = make_sessionmaker(writer(engine))
-        signer = Signer(settings.secret_key)
-        tokens = []
-        try:
-            for index, (email, name, show_name) in enumerate(signers):
-                async with maker() as session:
-                    link = await request_signature(
-                        session,
-                        slug="test-letter",
-                        data={"email": email, "name": name, "show_name": show_name, "title": ""},
-                        client_host=f"198.51.100.{index % 250 + 1}",
-                        signer=signer,
-                        settings=settings,
-                    )
-                tokens.append(link.token)
-        finally:
-            await engine.dispose()
-        return tokens
+        async with writer_sessions(settings) as maker:
+            return await concurrency.request_links(maker, settings, signers)
 
     return asyncio.run(main())
 
@@ -336,17 +231,12 @@ def enqueue_messages(database_url: str, addresses: list[str]) -> None:
     settings = make_settings(database_url)
 
     async def main() -> None:
-        engine = make_async_engine(settings)
-        maker = make_sessionmaker(writer(engine))
-        try:
-            async with maker() as session:
-                for address in addresses:
-                    text = f"Hello {address}"
-                    message = Message(to=address, subject="Race", text=text, html=f"<p>{text}</p>")
-                    await outbox.enqueue(session, message)
-                await session.commit()
-        finally:
-            await engine.dispose()
+        async with writer_sessions(settings) as maker, maker() as session:
+            for address in addresses:
+                text = f"Hello {address}"
+                message = Message(to=address, subject="Race", text=text, html=f"<p>{text}</p>")
+                await outbox.enqueue(session, message)
+            await session.commit()
 
     asyncio.run(main())
 
@@ -397,7 +287,7 @@ def test_worker_killed_in_a_confirmation_storm_loses_no_confirmation(
     tokens = request_links(database_url, signers)
     kill_after = 50
 
-    with running_server(
+    with serve(
         database_url, tmp_path, "--workers", "2", MAIL_IN_APP="false", CACHE_SECONDS="0"
     ) as server:
         wait_for_log(server, "Application startup complete.", count=2)
@@ -473,7 +363,7 @@ def test_server_killed_while_signing_loses_no_email(database_url, letter, db, ma
     storm = [email for email, _, _ in people("storm", 80)]
     kill_after = 20
 
-    with running_server(
+    with serve(
         database_url, tmp_path, "--workers", "2", smtp_url=mailbox.url, MAIL_IN_APP="false"
     ) as server:
         wait_for_log(server, "Application startup complete.", count=2)
@@ -528,25 +418,18 @@ def test_server_killed_while_signing_loses_no_email(database_url, letter, db, ma
     assert len(mailbox.messages) == queued
 
 
-class SlowMailbox(Mailbox):
-    """An SMTP server that takes a while over each message, so senders overlap."""
-
-    delay: float = 0.02
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
-
-
 @pytest.fixture
-def slow_mailbox() -> Iterator[Mailbox]:
-    box = SlowMailbox(host="127.0.0.1", port=free_port())
-    controller = Controller(box, hostname=box.host, port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
+def slow_mailbox(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Mailbox:
+    """The test's SMTP server, taking a while over each message so senders overlap."""
+    receive = mailbox.handle_DATA
+
+    async def handle_slowly(server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.02)
+        return await receive(server, session, envelope)
+
+    # aiosmtpd looks the hook up on each new connection, after this has replaced it.
+    monkeypatch.setattr(mailbox, "handle_DATA", handle_slowly)
+    return mailbox
 
 
 def test_two_workers_racing_over_the_outbox_send_each_email_once(
@@ -743,7 +626,7 @@ def test_postgresql_restart_under_load_answers_503_then_recovers(
     signers = people("restart", 250)
     tokens = request_links(database_url, signers)
 
-    with running_server(
+    with serve(
         database_url, tmp_path, "--workers", "2", MAIL_IN_APP="false", CACHE_SECONDS="0"
     ) as server:
         wait_for_log(server, "Application startup complete.", count=2)
@@ -812,7 +695,7 @@ def test_sqlite_disk_full_under_load_answers_503_then_recovers(database_url, let
     signers = people("disk", 150)
     tokens = request_links(database_url, signers)
 
-    with running_server(database_url, tmp_path, MAIL_IN_APP="false", CACHE_SECONDS="0") as server:
+    with serve(database_url, tmp_path, MAIL_IN_APP="false", CACHE_SECONDS="0") as server:
         pid = server.process.pid  # one worker: uvicorn serves in this very process
         for token in tokens[:10]:
             assert confirm_http(server.url, token).verified

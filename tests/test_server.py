@@ -1,125 +1,26 @@
 """The signing flow against a really running `letters serve`, over real HTTP and SMTP.
 
-The server runs in a subprocess with its settings in the environment, as in production;
-its output is kept in a file so the test can check what it logged.
+The server runs in a subprocess with its settings in the environment, as in production
+(see tests/live.py); its output is kept in a file so the test can check what it logged.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx2 as httpx
-
-from tests.conftest import LINK, SECRET, Mailbox, free_port
+from tests.conftest import LINK, Mailbox
 from tests.helpers import csrf_from
+from tests.live import Server, http_client, running_server, wait_for_log
 
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 20.0
 HIDDEN_NAME = "Zebulon Hiddenname"
 HIDDEN_EMAIL = "zebulon.private@microsoft.com"
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server as a process manager would; then SIGKILL whatever is left of its
-    process group (uvicorn and any workers), so nothing outlives the test."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_TIMEOUT)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # the group started for this server only
-    process.wait(timeout=STOP_TIMEOUT)
-
-
-@contextmanager
-def running_server(
-    database_url: str, mailbox: Mailbox, tmp_path: Path, *extra_args: str
-) -> Iterator[Server]:
-    """Start `letters serve`, wait for /healthz (bounded), and always stop it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "SECRET_KEY", "BASE_URL", "SMTP_URL", "ENVIRONMENT")
-    }
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": SECRET,
-            "ENVIRONMENT": "test",
-            "BASE_URL": url,
-            "SMTP_URL": mailbox.url,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "letters.cli", "serve", "--port", str(port), *extra_args]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=tmp_path,  # no stray .env file from the checkout
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so workers stop with it
-        )
-    server = Server(url=url, process=process, log_path=log_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{server.log()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        _stop(process)
-
-
-def wait_for_log(server: Server, text: str, count: int = 1) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while server.log().count(text) < count:
-        assert server.process.poll() is None, f"server exited:\n{server.log()}"
-        assert time.monotonic() < deadline, f"{text!r} not logged {count} times:\n{server.log()}"
-        time.sleep(0.1)
 
 
 def assert_stopped_gracefully(server: Server, log: str, workers: int) -> None:
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
     assert server.process.returncode in (0, -signal.SIGTERM), log
     assert log.count("Application shutdown complete.") == workers, log
-
-
-def http_client(server: Server) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=10.0, trust_env=False)
 
 
 def token_in(mailbox: Mailbox, index: int) -> str:
@@ -129,7 +30,10 @@ def token_in(mailbox: Mailbox, index: int) -> str:
 
 
 def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox, tmp_path):
-    with running_server(database_url, mailbox, tmp_path) as server, http_client(server) as client:
+    with (
+        running_server(database_url, tmp_path, smtp_url=mailbox.url) as server,
+        http_client(server.url) as client,
+    ):
         page = client.get("/letters/test-letter")
         assert page.status_code == 200
         assert "Test letter" in page.text
@@ -220,9 +124,9 @@ def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox
 
 def test_serve_with_two_workers_counts_exactly(database_url, letter, mailbox, tmp_path):
     people = [f"worker.{n}@{'github.com' if n % 3 == 0 else 'microsoft.com'}" for n in range(9)]
-    with running_server(database_url, mailbox, tmp_path, "--workers", "2") as server:
+    with running_server(database_url, tmp_path, "--workers", "2", smtp_url=mailbox.url) as server:
         wait_for_log(server, "Application startup complete.", count=2)  # both workers up
-        with http_client(server) as client:
+        with http_client(server.url) as client:
             for index, email in enumerate(people):
                 body = {"email": email, "name": f"Worker {index}", "show_name": index % 2 == 0}
                 response = client.post("/api/letters/test-letter/signatures", json=body)
@@ -232,14 +136,14 @@ def test_serve_with_two_workers_counts_exactly(database_url, letter, mailbox, tm
 
         # Every link twice, all at once, over separate connections spread across workers.
         def use(token: str) -> tuple[int, dict]:
-            with http_client(server) as own:
+            with http_client(server.url) as own:
                 response = own.post("/api/verify", json={"token": token})
                 return response.status_code, response.json()
 
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(use, tokens * 2, timeout=30))
 
-        with http_client(server) as client:
+        with http_client(server.url) as client:
             detail = client.get("/api/letters/test-letter").json()
             named = client.get("/api/letters/test-letter/signatures").json()["signatures"]
 
@@ -258,7 +162,7 @@ def test_serve_with_two_workers_counts_exactly(database_url, letter, mailbox, tm
     assert sorted(row["name"] for row in named) == [f"Worker {n}" for n in (0, 2, 4, 6, 8)]
     log = server.log()
     assert_stopped_gracefully(server, log, workers=2)
-    assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2
+    assert len(set(server.worker_pids())) == 2, log
     assert "Traceback" not in log
     for email in people:
         assert email not in log
