@@ -116,6 +116,9 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/letters/{slug}/check-email", letters.check_email, name="check_email"),
         Route("/letters/{slug}/signatures", letters.signatures_page, name="signatures"),
         Route("/letters/{slug}/badge.svg", press.badge, name="badge"),
+        Route("/letters/{slug}/tally", press.tally_page, name="tally"),
+        Route("/api/letters/{slug}/signatures.csv", press.signatures_csv, name="signatures_csv"),
+        Route("/api/letters/{slug}/daily.csv", press.daily_csv, name="daily_csv"),
         # Two routes, not one view switching on the method: only a POST may confirm, and
         # GET and HEAD (which mail scanners send) can never fall through to it.
         Route("/verify/{token}", verify.verify_page, methods=["GET"], name="verify"),

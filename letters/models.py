@@ -186,3 +186,16 @@ Index(
     "ix_outbox_message_due",
     OutboxMessage.__table__.c.next_attempt_at,  # type: ignore[attr-defined]
 )
+
+
+class DailyCount(SQLModel, table=True):
+    """Verified signatures per UTC day and organization, counted with the signature."""
+
+    __tablename__ = "daily_count"
+    __table_args__ = (UniqueConstraint("letter_id", "day", "organization"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    day: str = Field(sa_column=Column(String(10), nullable=False))  # YYYY-MM-DD, UTC
+    organization: str = Field(sa_column=Column(String(100), nullable=False))
+    count: int = Field(default=0, sa_column=Column(Integer, nullable=False))

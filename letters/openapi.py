@@ -212,6 +212,26 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/letters/{slug}/signatures.csv": {
+        "get": {
+            "summary": "All named signatures as CSV: name, title, organization, signed_at",
+            "parameters": [SLUG],
+            "responses": {
+                "200": {"description": "CSV", "content": {"text/csv": {}}},
+                "404": {"description": "No published letter has this slug"},
+            },
+        }
+    },
+    "/api/letters/{slug}/daily.csv": {
+        "get": {
+            "summary": "Verified signatures per UTC day and organization as CSV",
+            "parameters": [SLUG],
+            "responses": {
+                "200": {"description": "CSV", "content": {"text/csv": {}}},
+                "404": {"description": "No published letter has this slug"},
+            },
+        }
+    },
     "/api/verify": {
         "post": {
             "summary": "Confirm a signature with the token from the emailed link",

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.models import (
     SLUG_PATTERN,
     AllowedDomain,
+    DailyCount,
     Letter,
     LetterStatus,
     OrganizationCount,
@@ -118,3 +119,15 @@ async def named_signatures(
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
+
+
+async def daily_counts(session: AsyncSession, letter: Letter) -> list[tuple[str, str, int]]:
+    """(day, organization, verified that day), oldest day first."""
+    rows = (
+        await session.exec(
+            select(DailyCount)
+            .where(DailyCount.letter_id == letter.id, col(DailyCount.count) != 0)
+            .order_by(col(DailyCount.day), col(DailyCount.organization))
+        )
+    ).all()
+    return [(row.day, row.organization, row.count) for row in rows]

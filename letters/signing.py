@@ -25,6 +25,7 @@ from letters.forms import FieldError, SignatureInput
 from letters.mail import Message
 from letters.models import (
     AllowedDomain,
+    DailyCount,
     Letter,
     LetterStatus,
     OrganizationCount,
@@ -260,6 +261,15 @@ async def _count(
         .on_conflict_do_update(
             index_elements=[table.c.letter_id, table.c.organization],
             set_={"count": table.c.count + 1},
+        )
+    )
+    daily = DailyCount.__table__  # type: ignore[attr-defined]
+    await session.exec(  # type: ignore[call-overload]
+        insert(daily)
+        .values(letter_id=letter_id, day=now.date().isoformat(), organization=organization, count=1)
+        .on_conflict_do_update(
+            index_elements=[daily.c.letter_id, daily.c.day, daily.c.organization],
+            set_={"count": daily.c.count + 1},
         )
     )
 

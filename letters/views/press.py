@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
+import csv
+import io
+from collections.abc import AsyncIterator
 
-from letters.public import LetterNotFound
-from letters.views.common import cached, conditional, etag_for, letter_snapshot
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from letters.chart import chart_svg, cumulative
+from letters.models import utcnow
+from letters.public import LetterNotFound, daily_counts, named_signatures
+from letters.views.api import iso
+from letters.views.common import (
+    cached,
+    conditional,
+    db_session,
+    etag_for,
+    letter_snapshot,
+    settings_of,
+)
+
+CSV_BATCH = 1000
 
 BADGE_CACHING = "public, max-age=1"
 CHAR_WIDTH = 7  # average width of an 11px sans-serif character, for sizing the badge
@@ -46,3 +63,99 @@ async def badge(request: Request) -> Response:
     except LetterNotFound:
         return Response("No such letter.", status_code=404, media_type="text/plain")
     return conditional(request, body, etag, "image/svg+xml", BADGE_CACHING)
+
+
+def _per_day(rows: list[tuple[str, str, int]]) -> list[tuple[str, int]]:
+    totals: dict[str, int] = {}
+    for day, _, count in rows:
+        totals[day] = totals.get(day, 0) + count
+    return sorted(totals.items())
+
+
+async def tally_page(request: Request) -> Response:
+    """`/letters/{slug}/tally`: the count for the press, with its history and how it is made."""
+    slug = request.path_params["slug"]
+
+    async def load() -> tuple[bytes, str]:
+        snapshot = await letter_snapshot(request, slug)
+        async with db_session(request) as session:
+            rows = await daily_counts(session, snapshot.letter)
+        per_day = _per_day(rows)
+        context = {
+            "letter": snapshot.letter,
+            "tally": snapshot.tally,
+            "domains": snapshot.domains,
+            "as_of": utcnow(),
+            "chart": chart_svg(per_day, f"Verified signatures over time: {snapshot.letter.title}"),
+            "days": list(zip(per_day, cumulative(per_day), strict=True)),
+            "site_url": settings_of(request).base_url,
+        }
+        html = request.app.state.templates.get_template("letters/tally.html").render(context)
+        body = html.encode()
+        return body, etag_for(body)
+
+    try:
+        body, etag = await cached(request, ("tally", slug), load)
+    except LetterNotFound:
+        raise HTTPException(404) from None
+    return conditional(request, body, etag, "text/html; charset=utf-8", "private, no-cache")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that spreadsheets will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv(rows: list[list[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([[_cell(value) for value in row] for row in rows])
+    return buffer.getvalue()
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "public, max-age=5",
+    }
+
+
+async def signatures_csv(request: Request) -> Response:
+    """Every verified signature whose signer chose to show their name, oldest first."""
+    slug = request.path_params["slug"]
+    try:
+        letter = (await letter_snapshot(request, slug)).letter
+    except LetterNotFound:
+        return Response("No such letter.", status_code=404, media_type="text/plain")
+
+    async def rows() -> AsyncIterator[str]:
+        yield _csv([["name", "title", "organization", "signed_at"]])
+        after = None
+        while True:
+            async with db_session(request) as session:
+                page, after = await named_signatures(session, letter, after, CSV_BATCH)
+            yield _csv(
+                [[row.name, row.title, row.organization, iso(row.verified_at)] for row in page]
+            )
+            if after is None:
+                return
+
+    return StreamingResponse(
+        rows(), media_type="text/csv; charset=utf-8", headers=_attachment(f"{slug}-signatures.csv")
+    )
+
+
+async def daily_csv(request: Request) -> Response:
+    """Verified signatures per UTC day and organization."""
+    slug = request.path_params["slug"]
+    try:
+        letter = (await letter_snapshot(request, slug)).letter
+    except LetterNotFound:
+        return Response("No such letter.", status_code=404, media_type="text/plain")
+    async with db_session(request) as session:
+        rows = await daily_counts(session, letter)
+    body = _csv([["day", "organization", "verified"], *[list(row) for row in rows]])
+    return Response(
+        body, media_type="text/csv; charset=utf-8", headers=_attachment(f"{slug}-daily.csv")
+    )

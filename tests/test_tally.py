@@ -1,0 +1,89 @@
+"""The tally page and data downloads for the press."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from letters.chart import chart_svg, cumulative
+from tests.helpers import confirm_api, sign_api
+
+
+def signed(client, mailbox, email, **fields):
+    sign_api(client, email, **fields)
+    confirm_api(client, mailbox.last_token())
+
+
+def test_the_tally_page(client, letter, mailbox):
+    signed(client, mailbox, "a@microsoft.com", name="Ada", show_name=True)
+    signed(client, mailbox, "b@github.com", name="Hidden Bee")
+    page = client.get("/letters/test-letter/tally")
+    assert page.status_code == 200
+    text = page.text
+    assert '<strong class="big">2</strong>' in text
+    assert "as of <time" in text
+    assert "<td>Microsoft</td><td>1</td>" in text and "<td>GitHub</td><td>1</td>" in text
+    today = datetime.now(UTC).date().isoformat()
+    assert f"<tr><td>{today}</td><td>2</td><td>2</td></tr>" in text
+    assert 'role="img"' in text and "<desc" in text  # the chart has a text alternative
+    assert "What it does not prove" in text
+    assert "Hidden Bee" not in text
+    assert "<script" not in text
+    assert client.get("/letters/nope/tally").status_code == 404
+
+
+def test_csv_downloads_hold_only_public_data(client, letter, mailbox):
+    signed(client, mailbox, "a@microsoft.com", name="=HYPERLINK(1)", title="Dev", show_name=True)
+    signed(client, mailbox, "b@github.com", name="Hidden Bee")
+    response = client.get("/api/letters/test-letter/signatures.csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["name", "title", "organization", "signed_at"]
+    assert [row[:3] for row in rows[1:]] == [["'=HYPERLINK(1)", "Dev", "Microsoft"]]
+    assert "Hidden Bee" not in response.text and "b@github" not in response.text
+
+    daily = list(csv.reader(io.StringIO(client.get("/api/letters/test-letter/daily.csv").text)))
+    today = datetime.now(UTC).date().isoformat()
+    assert daily == [
+        ["day", "organization", "verified"],
+        [today, "GitHub", "1"],
+        [today, "Microsoft", "1"],
+    ]
+    assert client.get("/api/letters/nope/daily.csv").status_code == 404
+    assert client.get("/api/letters/nope/signatures.csv").status_code == 404
+
+
+def test_csv_of_many_names_is_complete(client, letter, db):
+    from letters.models import Signature, utcnow
+
+    for number in range(2500):
+        db.add(
+            Signature(
+                letter_id=letter.id,
+                email_hash=f"{number:064x}",
+                domain="github.com",
+                organization="GitHub",
+                name=f"P{number}",
+                show_name=True,
+                verified_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    db.commit()
+    rows = list(csv.reader(io.StringIO(client.get("/api/letters/test-letter/signatures.csv").text)))
+    assert len(rows) == 2501
+    assert rows[1][0] == "P0" and rows[-1][0] == "P2499"
+
+
+def test_chart():
+    assert cumulative([("2026-01-01", 3), ("2026-01-02", 4)]) == [
+        ("2026-01-01", 3),
+        ("2026-01-02", 7),
+    ]
+    svg = chart_svg([("2026-01-01", 3), ("2026-01-02", 4)], "T <x>")
+    assert svg.startswith("<svg") and "<polyline" in svg
+    assert "T &lt;x&gt;" in svg
+    assert "grew to 7" in svg
+    assert "No verified signatures yet." in chart_svg([], "T")
