@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/api/openapi.json", openapi, name="openapi"),
         Route("/api/letters", api.list_letters, name="api_letters"),
         Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),
+        Route("/api/letters/{slug}/events", api.events, name="api_events"),
         Route(
             "/api/letters/{slug}/signatures",
             api.signatures,

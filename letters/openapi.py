@@ -232,6 +232,16 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/letters/{slug}/events": {
+        "get": {
+            "summary": "Server-Sent Events: an event `count` with the Letter JSON on each change",
+            "parameters": [SLUG],
+            "responses": {
+                "200": {"description": "An event stream", "content": {"text/event-stream": {}}},
+                "404": _error("No published letter has this slug"),
+            },
+        }
+    },
     "/api/verify": {
         "post": {
             "summary": "Confirm a signature with the token from the emailed link",

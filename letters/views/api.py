@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from letters.forms import FieldError
 from letters.models import Letter
@@ -26,6 +29,7 @@ from letters.views.common import (
     letter_snapshot,
     settings_of,
     signing_email,
+    version,
 )
 
 DEFAULT_PAGE = 100
@@ -33,6 +37,9 @@ MAX_PAGE = 500
 MAX_JSON_BYTES = 16 * 1024
 # Readers reloading to watch a count can be served by any shared cache for a second.
 PUBLIC_CACHING = "public, max-age=1"
+EVENT_INTERVAL = 1.0
+EVENT_STREAM_SECONDS = 300
+KEEPALIVE_SECONDS = 15
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -134,6 +141,41 @@ async def letter_detail(request: Request) -> Response:
         return letter_json(request, await letter_snapshot(request, slug))
 
     return await cached_json(request, ("api-letter", slug), build)
+
+
+async def events(request: Request) -> Response:
+    """Server-Sent Events: the letter's JSON again each time its counts change.
+
+    Each stream reads the per-process cache once a second, so a thousand open pages cost
+    the database no more than one. Streams end after a few minutes; browsers reconnect.
+    """
+    slug = request.path_params["slug"]
+    try:
+        await letter_snapshot(request, slug)
+    except LetterNotFound:
+        return not_found()
+
+    async def stream() -> AsyncIterator[str]:
+        last: tuple[object, ...] | None = None
+        quiet_since = started = time.monotonic()
+        yield "retry: 3000\n\n"
+        while time.monotonic() - started < EVENT_STREAM_SECONDS:
+            try:
+                snapshot = await letter_snapshot(request, slug)
+            except LetterNotFound:
+                return
+            current = version(snapshot)
+            if current != last:
+                last, quiet_since = current, time.monotonic()
+                data = json.dumps(letter_json(request, snapshot), separators=(",", ":"))
+                yield f"event: count\ndata: {data}\n\n"
+            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(EVENT_INTERVAL)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 async def signatures(request: Request) -> Response:
