@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/letters/{slug}/signatures", letters.signatures_page, name="signatures"),
         Route("/letters/{slug}/badge.svg", press.badge, name="badge"),
         Route("/letters/{slug}/tally", press.tally_page, name="tally"),
+        Route("/letters/{slug}/widget", press.widget, name="widget"),
         Route("/api/letters/{slug}/signatures.csv", press.signatures_csv, name="signatures_csv"),
         Route("/api/letters/{slug}/daily.csv", press.daily_csv, name="daily_csv"),
         # Two routes, not one view switching on the method: only a POST may confirm, and

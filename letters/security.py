@@ -99,8 +99,11 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                framable = "frame-ancestors *" in headers.get("content-security-policy", "")
                 for name, value in SECURITY_HEADERS:
                     if name.decode() not in headers:
+                        if name == b"x-frame-options" and framable:
+                            continue
                         headers.append(name.decode(), value.decode())
                 if self.secure_cookies:  # served over https
                     headers["strict-transport-security"] = "max-age=31536000"

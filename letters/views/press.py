@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from letters.chart import chart_svg, cumulative
 from letters.models import utcnow
 from letters.public import LetterNotFound, daily_counts, named_signatures
+from letters.security import CONTENT_SECURITY_POLICY
 from letters.views.api import iso
 from letters.views.common import (
     cached,
@@ -158,4 +159,38 @@ async def daily_csv(request: Request) -> Response:
     body = _csv([["day", "organization", "verified"], *[list(row) for row in rows]])
     return Response(
         body, media_type="text/csv; charset=utf-8", headers=_attachment(f"{slug}-daily.csv")
+    )
+
+
+# Only this page may be framed by other sites: it shows nothing but public figures and
+# takes no input, so clickjacking gains nothing.
+WIDGET_POLICY = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", "frame-ancestors *")
+
+
+async def widget(request: Request) -> Response:
+    """`/letters/{slug}/widget`: the live count for an iframe on a news site."""
+    slug = request.path_params["slug"]
+
+    async def load() -> tuple[bytes, str]:
+        snapshot = await letter_snapshot(request, slug)
+        context = {
+            "letter": snapshot.letter,
+            "tally": snapshot.tally,
+            "site_url": settings_of(request).base_url,
+        }
+        html = request.app.state.templates.get_template("letters/widget.html").render(context)
+        body = html.encode()
+        return body, etag_for(body)
+
+    try:
+        body, etag = await cached(request, ("widget", slug), load)
+    except LetterNotFound:
+        raise HTTPException(404) from None
+    return conditional(
+        request,
+        body,
+        etag,
+        "text/html; charset=utf-8",
+        "public, max-age=1",
+        headers={"Content-Security-Policy": WIDGET_POLICY},
     )
