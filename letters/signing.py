@@ -86,7 +86,9 @@ async def request_signature(
     """Record a pending signature and queue the email with its link, in one transaction.
 
     Raises LetterNotFound, LetterClosed, FieldError or RateLimited; in each case nothing
-    is written. The outcome is the same whether or not the address already signed.
+    is written. (Rate-limit counts are committed just before the pending signature, in a
+    transaction of their own.) The outcome is the same whether or not the address already
+    signed.
     """
     now = now or utcnow()
     letter = await get_public_letter(session, slug)
@@ -114,6 +116,10 @@ async def request_signature(
         window,
         now,
     )
+    # Commit the counts at once: the per-domain and per-IP rows are shared by everyone
+    # from one company or office, and holding their locks for the rest of this request
+    # would make those signers queue behind each other (measured in bench/storm.py).
+    await session.commit()
     nonce = new_nonce()
     pending = PendingSignature(
         letter_id=letter.id,  # type: ignore[arg-type]
