@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run every benchmark in turn (about 40-60 minutes on the 2-core machine) and keep each
+# command's report in bench/results/NAME.txt (its progress log in NAME.log).
+# Usage: bash bench/run_all.sh [NAME ...]   (default: all, in the order below)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=bench/results
+mkdir -p "$OUT"
+
+declare -A COMMANDS=(
+  [dbceiling]="-m bench.dbceiling"
+  [cost]="-m bench.cost"
+  [storm]="-m bench.storm --workers 1,2,3"
+  [storm_outbox]="-m bench.storm --workers 2 --mail outbox"
+  [storm_ips]="-m bench.storm --workers 2 --client-ips 10000"
+  [read]="-m bench.read --workers 1,2 --json $OUT/read.json"
+  [read_nolog]="-m bench.read --workers 1 --no-access-log --json $OUT/read_nolog.json"
+  [experiment]="-m bench.experiment --each --json $OUT/experiment.json"
+  [size]="-m bench.size --json $OUT/size.json"
+)
+ORDER=(dbceiling cost storm storm_outbox storm_ips read read_nolog experiment size)
+[ $# -gt 0 ] && ORDER=("$@")
+
+for name in "${ORDER[@]}"; do
+  echo "== $name: $PY ${COMMANDS[$name]}  ($(date -u +%H:%M:%S) UTC)"
+  # shellcheck disable=SC2086
+  timeout 3600 "$PY" ${COMMANDS[$name]} > "$OUT/$name.txt" 2> "$OUT/$name.log"
+  echo "   exit $? ($(date -u +%H:%M:%S) UTC)"
+done
