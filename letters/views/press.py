@@ -91,15 +91,19 @@ async def tally_page(request: Request) -> Response:
             "days": list(zip(per_day, cumulative(per_day), strict=True)),
             "site_url": settings_of(request).base_url,
         }
-        html = request.app.state.templates.get_template("letters/tally.html").render(context)
-        body = html.encode()
-        return body, etag_for(body)
+        return _rendered(request, "letters/tally.html", context)
 
     try:
         body, etag = await cached(request, ("tally", slug), load)
     except LetterNotFound:
         raise HTTPException(404) from None
     return conditional(request, body, etag, "text/html; charset=utf-8", "private, no-cache")
+
+
+def _rendered(request: Request, template: str, context: dict[str, object]) -> tuple[bytes, str]:
+    """A page rendered for the cache, with its ETag."""
+    body = request.app.state.templates.get_template(template).render(context).encode()
+    return body, etag_for(body)
 
 
 def _cell(value: object) -> str:
@@ -178,9 +182,7 @@ async def widget(request: Request) -> Response:
             "tally": snapshot.tally,
             "site_url": settings_of(request).base_url,
         }
-        html = request.app.state.templates.get_template("letters/widget.html").render(context)
-        body = html.encode()
-        return body, etag_for(body)
+        return _rendered(request, "letters/widget.html", context)
 
     try:
         body, etag = await cached(request, ("widget", slug), load)
