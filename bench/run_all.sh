@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every benchmark in turn (about 40-60 minutes on the 2-core machine) and keep each
+# Run every benchmark in turn (about 75 minutes on the 2-core machine) and keep each
 # command's report in bench/results/NAME.txt (its progress log in NAME.log).
 # Usage: bash bench/run_all.sh [NAME ...]   (default: all, in the order below)
 set -uo pipefail
@@ -14,12 +14,14 @@ declare -A COMMANDS=(
   [storm]="-m bench.storm --workers 1,2,3"
   [storm_outbox]="-m bench.storm --workers 2 --mail outbox"
   [storm_ips]="-m bench.storm --workers 2 --client-ips 10000"
+  [read_final]="-m bench.read --workers 1 --rounds 5 --json $OUT/read_final.json"
   [read]="-m bench.read --workers 1,2 --json $OUT/read.json"
   [read_nolog]="-m bench.read --workers 1 --no-access-log --json $OUT/read_nolog.json"
   [experiment]="-m bench.experiment --each --json $OUT/experiment.json"
+  [experiment_read]="-m bench.experiment --read --skip-cost --skip-storm --json $OUT/experiment_read.json"
   [size]="-m bench.size --json $OUT/size.json"
 )
-ORDER=(dbceiling cost storm storm_outbox storm_ips read read_nolog experiment size)
+ORDER=(dbceiling cost storm storm_outbox storm_ips read_final read read_nolog experiment experiment_read size)
 [ $# -gt 0 ] && ORDER=("$@")
 
 for name in "${ORDER[@]}"; do
