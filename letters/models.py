@@ -26,6 +26,10 @@ SQLModel.metadata = MetaData(
 SLUG_PATTERN = re.compile(r"\A(?=.{1,80}\Z)[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 
 
+# The "previous hash" of a ledger's first entry.
+GENESIS = "0" * 64
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -75,6 +79,16 @@ class Letter(SQLModel, table=True):
     verified_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     named_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     hidden_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    # The public ledger's length and the hash of its last entry (see letters.ledger).
+    ledger_length: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
+    ledger_head: str = Field(
+        default=GENESIS, sa_column=Column(String(64), nullable=False, server_default=GENESIS)
+    )
+    # Authors may have names erased this many days after the letter closes (letters purge).
+    erase_names_after_days: int | None = Field(default=None, sa_column=Column(Integer))
+    names_erased_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class AllowedDomain(SQLModel, table=True):
@@ -120,6 +134,7 @@ class PendingSignature(SQLModel, table=True):
     name: str = Field(default="", sa_column=Column(String(100), nullable=False))
     title: str = Field(default="", sa_column=Column(String(120), nullable=False))
     show_name: bool = False
+    reveal_at: int | None = Field(default=None, sa_column=Column(Integer))
     nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     expires_at: datetime = Field(sa_column=_timestamp())
@@ -142,6 +157,10 @@ class Signature(SQLModel, table=True):
     name: str = Field(default="", sa_column=Column(String(100), nullable=False))
     title: str = Field(default="", sa_column=Column(String(120), nullable=False))
     show_name: bool = False
+    # A hidden signer's choice: show my name once this many from my organization signed.
+    reveal_at: int | None = Field(default=None, sa_column=Column(Integer))
+    # sha256 of the receipt the signer was shown; it names this signature in the ledger.
+    commitment: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     verified_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
@@ -199,3 +218,54 @@ class DailyCount(SQLModel, table=True):
     day: str = Field(sa_column=Column(String(10), nullable=False))  # YYYY-MM-DD, UTC
     organization: str = Field(sa_column=Column(String(100), nullable=False))
     count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+
+
+class LedgerKind(StrEnum):
+    signed = "signed"  # a signature was verified: +1
+    changed = "changed"  # named/hidden, name or title changed: +0
+    withdrawn = "withdrawn"  # the signer withdrew: -1
+    invalidated = "invalidated"  # the authors invalidated it (spam): -1
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One event of a letter's public, hash-chained record of its signatures.
+
+    It holds only what is public: no email hash, no hidden name. A name is chained through
+    `name_digest` (a salted hash), so it can be blanked later (the signer hid it, or the
+    authors erased names) without breaking the chain. See letters.ledger.
+    """
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (UniqueConstraint("letter_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    seq: int = Field(sa_column=Column(Integer, nullable=False))  # 1, 2, 3... per letter
+    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    day: str = Field(sa_column=Column(String(10), nullable=False))  # YYYY-MM-DD, UTC
+    organization: str = Field(sa_column=Column(String(100), nullable=False))
+    named: bool = False
+    name: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    name_salt: str = Field(default="", sa_column=Column(String(32), nullable=False))
+    name_digest: str = Field(default="", sa_column=Column(String(64), nullable=False))
+    commitment: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    entry_hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class ManageLink(SQLModel, table=True):
+    """A signer's request to change or withdraw their signature, waiting for its link."""
+
+    __tablename__ = "manage_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    email_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=_timestamp())
+    used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+Index("ix_manage_link_expires_at", ManageLink.__table__.c.expires_at)  # type: ignore[attr-defined]

@@ -19,13 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters import outbox
+from letters import ledger, outbox
 from letters.domains import match_domain, refusal_message
 from letters.forms import FieldError, SignatureInput
 from letters.mail import Message
 from letters.models import (
     AllowedDomain,
     DailyCount,
+    LedgerKind,
     Letter,
     LetterStatus,
     OrganizationCount,
@@ -65,6 +66,8 @@ class Confirmation:
     letter: Letter
     outcome: str  # "verified": newly counted; "updated": already counted, details updated
     signature: Signature
+    # Shown once to a new signer, never stored: its hash names their ledger entry.
+    receipt: str | None = None
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -204,6 +207,7 @@ async def confirm(
 
     insert = _insert_for(session)
     signature_table = Signature.__table__  # type: ignore[attr-defined]
+    receipt = ledger.new_receipt()
     inserted = (
         await session.exec(  # type: ignore[call-overload]
             insert(signature_table)
@@ -215,6 +219,8 @@ async def confirm(
                 name=pending.name,
                 title=pending.title,
                 show_name=pending.show_name,
+                reveal_at=None if pending.show_name else pending.reveal_at,
+                commitment=ledger.commitment(receipt),
                 verified_at=now,
                 updated_at=now,
             )
@@ -226,11 +232,23 @@ async def confirm(
     ).scalar_one_or_none()
 
     if inserted is not None:
-        await _count(session, pending.letter_id, pending.organization, pending.show_name, now)
+        await count(session, pending.letter_id, pending.organization, pending.show_name, now)
+        await ledger.append(
+            session,
+            pending.letter_id,
+            LedgerKind.signed,
+            organization=pending.organization,
+            named=pending.show_name,
+            name=pending.name,
+            title=pending.title,
+            commitment=ledger.commitment(receipt),
+            now=now,
+        )
         outcome = "verified"
     else:
         await _update_existing(session, pending, now)
         outcome = "updated"
+        receipt = None
     await session.commit()
     signature = (
         await session.exec(
@@ -242,20 +260,29 @@ async def confirm(
     ).one()
     letter = await session.get(Letter, pending.letter_id, populate_existing=True)
     assert letter is not None
-    return Confirmation(letter=letter, outcome=outcome, signature=signature)
+    return Confirmation(letter=letter, outcome=outcome, signature=signature, receipt=receipt)
 
 
-async def _count(
-    session: AsyncSession, letter_id: int, organization: str, named: bool, now: datetime
+async def count(
+    session: AsyncSession,
+    letter_id: int,
+    organization: str,
+    named: bool,
+    now: datetime,
+    delta: int = 1,
 ) -> None:
-    """Add one verified signature to the letter's counters, in the caller's transaction."""
+    """Add `delta` (1, or -1 to remove) verified signatures to the letter's counters.
+
+    Runs in the caller's transaction, which must also write the signature row (and the
+    ledger entry) it counts. The daily counts record the net change on the day it happens.
+    """
     await session.exec(  # type: ignore[call-overload]
         update(Letter)
         .where(col(Letter.id) == letter_id)
         .values(
-            verified_count=col(Letter.verified_count) + 1,
-            named_count=col(Letter.named_count) + (1 if named else 0),
-            hidden_count=col(Letter.hidden_count) + (0 if named else 1),
+            verified_count=col(Letter.verified_count) + delta,
+            named_count=col(Letter.named_count) + (delta if named else 0),
+            hidden_count=col(Letter.hidden_count) + (0 if named else delta),
             updated_at=now,
         )
     )
@@ -263,19 +290,21 @@ async def _count(
     table = OrganizationCount.__table__  # type: ignore[attr-defined]
     await session.exec(  # type: ignore[call-overload]
         insert(table)
-        .values(letter_id=letter_id, organization=organization, count=1)
+        .values(letter_id=letter_id, organization=organization, count=delta)
         .on_conflict_do_update(
             index_elements=[table.c.letter_id, table.c.organization],
-            set_={"count": table.c.count + 1},
+            set_={"count": table.c.count + delta},
         )
     )
     daily = DailyCount.__table__  # type: ignore[attr-defined]
     await session.exec(  # type: ignore[call-overload]
         insert(daily)
-        .values(letter_id=letter_id, day=now.date().isoformat(), organization=organization, count=1)
+        .values(
+            letter_id=letter_id, day=now.date().isoformat(), organization=organization, count=delta
+        )
         .on_conflict_do_update(
             index_elements=[daily.c.letter_id, daily.c.day, daily.c.organization],
-            set_={"count": daily.c.count + 1},
+            set_={"count": daily.c.count + delta},
         )
     )
 
@@ -309,9 +338,30 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
             updated_at=now,
         )
     )
+    changed = (signature.show_name, signature.name, signature.title) != (
+        pending.show_name,
+        pending.name,
+        pending.title,
+    )
+    if changed and signature.show_name:
+        # The name shown until now stops being public (or is replaced): blank it.
+        await ledger.redact_names(session, pending.letter_id, signature.commitment)
     signature.name = pending.name
     signature.title = pending.title
     signature.show_name = pending.show_name
+    signature.reveal_at = None if pending.show_name else pending.reveal_at
     signature.updated_at = now
     session.add(signature)
     await session.flush()
+    if changed and (signature.show_name or shift):
+        await ledger.append(
+            session,
+            pending.letter_id,
+            LedgerKind.changed,
+            organization=signature.organization,
+            named=signature.show_name,
+            name=signature.name,
+            title=signature.title,
+            commitment=signature.commitment,
+            now=now,
+        )

@@ -8,7 +8,8 @@ from typing import Any
 from sqlmodel import Session, func, select
 from starlette.testclient import TestClient
 
-from letters.models import Letter, OrganizationCount, PendingSignature, Signature
+from letters import ledger
+from letters.models import LedgerEntry, Letter, OrganizationCount, PendingSignature, Signature
 
 CSRF_FIELD = re.compile(r'name="csrftoken" value="([^"]+)"')
 
@@ -63,11 +64,30 @@ def counts(db: Session, slug: str = "test-letter") -> dict[str, Any]:
 
 
 def assert_consistent(db: Session, slug: str = "test-letter") -> dict[str, Any]:
-    """verified == named + hidden == sum of organizations == rows."""
+    """verified == named + hidden == sum of organizations == rows == the ledger's recount."""
     c = counts(db, slug)
     assert c["verified"] == c["named"] + c["hidden"] == sum(c["orgs"].values()) == c["rows"]
     assert c["named"] == c["named_rows"]
+    recount = ledger_recount(db, slug)
+    assert (recount.verified, recount.named, recount.hidden) == (
+        c["verified"],
+        c["named"],
+        c["hidden"],
+    )
+    assert dict(recount.organizations) == c["orgs"]
     return c
+
+
+def ledger_recount(db: Session, slug: str = "test-letter") -> ledger.Recount:
+    """Verify the letter's ledger as stored and recount it; also checks the letter's head."""
+    db.rollback()
+    letter = db.exec(select(Letter).where(Letter.slug == slug)).one()
+    entries = db.exec(
+        select(LedgerEntry).where(LedgerEntry.letter_id == letter.id).order_by(LedgerEntry.seq)
+    ).all()
+    recount = ledger.verify(ledger.public_entry(entry) for entry in entries)
+    assert (recount.length, recount.head) == (letter.ledger_length, letter.ledger_head)
+    return recount
 
 
 def pending_count(db: Session) -> int:

@@ -74,6 +74,7 @@ def test_signatures_are_named_only_and_paged(client, letter, mailbox, db):
             Signature(
                 letter_id=letter.id,
                 email_hash=f"{number:064x}",
+                commitment=f"{number:064x}",
                 domain="github.com",
                 organization="GitHub",
                 name=f"P{number}",

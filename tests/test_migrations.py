@@ -37,3 +37,65 @@ def test_models_and_migrations_do_not_drift(database_url):
         differences = compare_metadata(context, SQLModel.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_signatures_verified_before_the_ledger_get_entries_that_recount(tmp_path, database_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from letters import ledger
+
+    settings = make_settings(database_url if ON_POSTGRES else f"sqlite:///{tmp_path / 'before.db'}")
+    config = alembic_config(settings)
+    if ON_POSTGRES:
+        command.downgrade(config, "base")
+    command.upgrade(config, "4b3a171b43cc")  # the last revision without the ledger
+    engine = make_sync_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO letter (id, slug, title, body, status, ask_title, created_at,"
+                " updated_at, verified_count, named_count, hidden_count) VALUES (1, 'old',"
+                " 'Old', 'Body', 'published', true, :now, :now, 3, 1, 2)"
+            ),
+            {"now": "2026-01-02T03:04:05+00:00"},
+        )
+        for number, (organization, shown) in enumerate(
+            [("GitHub", True), ("GitHub", False), ("Microsoft", False)]
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO signature (letter_id, email_hash, domain, organization, name,"
+                    " title, show_name, verified_at, updated_at) VALUES (1, :hash, 'x.com',"
+                    " :organization, :name, '', :shown, :now, :now)"
+                ),
+                {
+                    "hash": f"{number:064x}",
+                    "organization": organization,
+                    "name": f"Person {number}",
+                    "shown": shown,
+                    "now": "2026-01-02T03:04:05+00:00",
+                },
+            )
+    engine.dispose()
+    upgrade(settings)
+    engine = make_sync_engine(settings)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT seq, kind, day, organization, named, name, title, name_salt,"
+                " name_digest, commitment, prev_hash AS prev, entry_hash AS hash"
+                " FROM ledger_entry WHERE letter_id = 1 ORDER BY seq"
+            )
+        ).mappings()
+        entries = [dict(row, named=bool(row["named"])) for row in rows]
+        length, head = connection.execute(
+            text("SELECT ledger_length, ledger_head FROM letter WHERE id = 1")
+        ).one()
+    engine.dispose()
+    recount = ledger.verify(entries)
+    assert (recount.verified, recount.named, recount.hidden) == (3, 1, 2)
+    assert dict(recount.organizations) == {"GitHub": 2, "Microsoft": 1}
+    assert (recount.length, recount.head) == (length, head) == (3, entries[-1]["hash"])
+    assert entries[0]["name"] == "Person 0" and entries[1]["name"] == ""
+    assert entries[0]["day"] == "2026-01-02"

@@ -63,6 +63,7 @@ def test_csv_of_many_names_is_complete(client, letter, db):
             Signature(
                 letter_id=letter.id,
                 email_hash=f"{number:064x}",
+                commitment=f"{number:064x}",
                 domain="github.com",
                 organization="GitHub",
                 name=f"P{number}",

@@ -183,6 +183,7 @@ def test_names_are_paged(client, letter, engine, db):
             Signature(
                 letter_id=letter.id,
                 email_hash=f"{number:064x}",
+                commitment=f"{number:064x}",
                 domain="microsoft.com",
                 organization="Microsoft",
                 name=f"Person {number:03d}",
