@@ -8,15 +8,40 @@
 
   function format(number) { return number.toLocaleString("en-US"); }
 
-  function show(data) {
-    var count = box.querySelector("[data-live-count] strong");
-    if (count) { count.textContent = format(data.verified_count); }
-    var rows = box.querySelectorAll("[data-live-orgs] tbody tr");
-    data.organizations.forEach(function (org) {
-      Array.prototype.forEach.call(rows, function (row) {
-        if (row.cells[0].textContent === org.name) { row.cells[1].textContent = format(org.count); }
+  // The count sits in a polite live region: read it out whole ("2 verified signatures",
+  // not "2"), and only when it changed, so opening the page announces nothing.
+  var count = box.querySelector("[data-live-count]");
+  if (count) { count.setAttribute("aria-atomic", "true"); }
+
+  function showCount(number) {
+    var strong = count && count.querySelector("strong");
+    if (!strong || strong.textContent === format(number)) { return false; }
+    strong.textContent = format(number);
+    var words = strong.nextSibling;
+    if (words && words.nodeType === 3) {
+      words.nodeValue = words.nodeValue.replace(/signatures?/, number === 1 ? "signature" : "signatures");
+    }
+    return true;
+  }
+
+  function showOrganizations(organizations) {
+    var body = box.querySelector("[data-live-orgs] tbody");
+    if (!body) { return; }
+    var rows = document.createDocumentFragment();
+    organizations.forEach(function (org) {
+      var row = document.createElement("tr");
+      [org.name, format(org.count)].forEach(function (text) {
+        row.appendChild(document.createElement("td")).textContent = text;
       });
+      rows.appendChild(row);
     });
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    body.appendChild(rows);
+  }
+
+  function show(data) {
+    if (!showCount(data.verified_count)) { return; }
+    showOrganizations(data.organizations);
     var asOf = document.querySelector("[data-live-as-of]");
     if (asOf) {
       var now = new Date();
