@@ -28,8 +28,9 @@ from letters.openapi import openapi
 from letters.public import LetterNotFound
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
 from letters.settings import PROJECT_ROOT, Settings
+from letters.snapshots import signing_key
 from letters.tokens import Signer
-from letters.views import api, letters, press, verify
+from letters.views import api, ledger, letters, press, verify
 
 logger = logging.getLogger("letters")
 
@@ -120,6 +121,11 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/letters/{slug}/widget", press.widget, name="widget"),
         Route("/api/letters/{slug}/signatures.csv", press.signatures_csv, name="signatures_csv"),
         Route("/api/letters/{slug}/daily.csv", press.daily_csv, name="daily_csv"),
+        # The checkable record: ledger, signed snapshots and their key, receipts.
+        Route("/api/letters/{slug}/ledger", ledger.ledger_download, name="api_ledger"),
+        Route("/api/letters/{slug}/snapshot", ledger.snapshot, name="api_snapshot"),
+        Route("/.well-known/jwks.json", ledger.jwks, name="jwks"),
+        Route("/letters/{slug}/receipt", ledger.receipt, methods=["GET", "POST"], name="receipt"),
         # Two routes, not one view switching on the method: only a POST may confirm, and
         # GET and HEAD (which mail scanners send) can never fall through to it.
         Route("/verify/{token}", verify.verify_page, methods=["GET"], name="verify"),
@@ -161,6 +167,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     app.state.templates = templates
     app.state.mail_env = make_mail_env()
     app.state.signer = Signer(settings.secret_key)
+    app.state.snapshot_key = signing_key(settings.secret_key)
     app.state.mail = mail or make_backend(settings)
     return app
 

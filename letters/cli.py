@@ -120,6 +120,24 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def cmd_verify_ledger(args: argparse.Namespace) -> None:
+    from letters.checker import CheckFailed, SourceError, check, print_report, sources_for
+
+    try:
+        sources = sources_for(args.target, args.snapshot, args.jwks)
+        report = check(sources, receipt=args.receipt)
+    except SourceError as error:
+        print(f"letters verify-ledger: cannot read {error}", file=sys.stderr)
+        sys.exit(2)
+    except CheckFailed as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        sys.exit(1)
+    print_report(report, sys.stdout)
+    if args.receipt is not None and not report.receipt_entries:
+        print("FAILED: no entry of this ledger matches the receipt", file=sys.stderr)
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="letters", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
     import_parser.add_argument("file", metavar="LETTER.md")
     import_parser.set_defaults(handler=cmd_import)
+
+    verify_ledger = commands.add_parser(
+        "verify-ledger",
+        help="recount a letter from its public ledger; check a signed snapshot and a receipt",
+    )
+    verify_ledger.add_argument(
+        "target",
+        metavar="URL_OR_FILE",
+        help="a letter's address (reads its ledger, snapshot and key from the site) "
+        "or a downloaded ledger (.jsonl)",
+    )
+    verify_ledger.add_argument("--snapshot", help="a signed snapshot (file or URL)")
+    verify_ledger.add_argument("--jwks", help="the instance's public keys (file or URL)")
+    verify_ledger.add_argument("--receipt", help="check that this receipt's signature is counted")
+    verify_ledger.set_defaults(handler=cmd_verify_ledger)
     return parser
 
 

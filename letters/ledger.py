@@ -21,13 +21,13 @@ import hashlib
 import json
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.models import GENESIS, LedgerEntry, LedgerKind, Letter
@@ -178,11 +178,18 @@ class Recount:
     active: dict[str, tuple[str, bool]] = field(default_factory=dict)
     # commitment -> the seq numbers of its entries
     history: dict[str, list[int]] = field(default_factory=dict)
+    at_checkpoint: Recount | None = None
 
 
-def verify(entries: Iterable[Mapping[str, Any]]) -> Recount:
-    """Check the chain and recount. Raises LedgerError at the first entry that is wrong."""
+def verify(entries: Iterable[Mapping[str, Any]], checkpoint: int | None = None) -> Recount:
+    """Check the chain and recount. Raises LedgerError at the first entry that is wrong.
+
+    With `checkpoint`, the recount as it stood after that entry is kept in
+    `result.at_checkpoint` (to compare with a snapshot taken then).
+    """
     result = Recount()
+    if checkpoint == 0:
+        result.at_checkpoint = _counted(result)
     for entry in entries:
         _check_entry(entry, result)
         seq, kind, commit = entry["seq"], entry["kind"], entry["commitment"]
@@ -200,12 +207,19 @@ def verify(entries: Iterable[Mapping[str, Any]]) -> Recount:
             result.active[commit] = (organization, named)
         result.history.setdefault(commit, []).append(seq)
         result.length, result.head = seq, entry["hash"]
-    for organization, named in result.active.values():
-        result.organizations[organization] += 1
-        result.named += named
-    result.verified = len(result.active)
-    result.hidden = result.verified - result.named
-    return result
+        if seq == checkpoint:
+            result.at_checkpoint = _counted(result)
+    return _counted(result, into=result)
+
+
+def _counted(state: Recount, into: Recount | None = None) -> Recount:
+    """The counts of `state`'s active signatures (in `into`, or in a new summary)."""
+    summary = into or Recount(length=state.length, head=state.head, redacted=state.redacted)
+    summary.organizations = Counter(organization for organization, _ in state.active.values())
+    summary.named = sum(named for _, named in state.active.values())
+    summary.verified = len(state.active)
+    summary.hidden = summary.verified - summary.named
+    return summary
 
 
 FIELDS = {
@@ -250,3 +264,32 @@ def _check_entry(entry: Mapping[str, Any], result: Recount) -> None:
         if entry.get("name"):
             raise LedgerError(f"entry {seq}: a name is shown without its salt")
         result.redacted += 1
+
+
+async def read_entries(
+    session: AsyncSession, letter_id: int, after: int, until: int, limit: int
+) -> Sequence[LedgerEntry]:
+    """Entries after..until (inclusive), oldest first, at most `limit`."""
+    statement = (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.letter_id == letter_id,
+            col(LedgerEntry.seq) > after,
+            col(LedgerEntry.seq) <= until,
+        )
+        .order_by(col(LedgerEntry.seq))
+        .limit(limit)
+    )
+    return (await session.exec(statement)).all()
+
+
+async def find_receipt(
+    session: AsyncSession, letter_id: int, receipt: str
+) -> Sequence[LedgerEntry]:
+    """The entries of the signature this receipt belongs to, oldest first."""
+    statement = (
+        select(LedgerEntry)
+        .where(LedgerEntry.letter_id == letter_id, LedgerEntry.commitment == commitment(receipt))
+        .order_by(col(LedgerEntry.seq))
+    )
+    return (await session.exec(statement)).all()

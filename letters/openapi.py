@@ -80,6 +80,7 @@ SCHEMAS: dict[str, Any] = {
             "hidden_count",
             "organizations",
             "updated_at",
+            "ledger",
         ],
         "properties": {
             "slug": {"type": "string"},
@@ -102,6 +103,51 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "updated_at": {"type": "string", "format": "date-time"},
+            "ledger": {
+                "type": "object",
+                "description": "The public ledger's length and the hash of its last entry.",
+                "required": ["length", "head", "url"],
+                "properties": {
+                    "length": {"type": "integer", "minimum": 0},
+                    "head": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "url": {"type": "string", "format": "uri"},
+                },
+            },
+        },
+    },
+    "LedgerEntry": {
+        "type": "object",
+        "description": "One line of the ledger download. `hash` is SHA-256 of the canonical JSON "
+        "of format, seq, kind, day, organization, named, name_digest, commitment and prev "
+        "(see docs/ledger.md). `commitment` is SHA-256 of 'letters-receipt-v1:' + the "
+        "signer's receipt. `name`, `title` and `name_salt` are null when hidden or removed.",
+        "required": [
+            "seq",
+            "kind",
+            "day",
+            "organization",
+            "named",
+            "name",
+            "title",
+            "name_salt",
+            "name_digest",
+            "commitment",
+            "prev",
+            "hash",
+        ],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "kind": {"enum": ["signed", "changed", "withdrawn", "invalidated"]},
+            "day": {"type": "string", "format": "date"},
+            "organization": {"type": "string"},
+            "named": {"type": "boolean"},
+            "name": {"type": ["string", "null"]},
+            "title": {"type": ["string", "null"]},
+            "name_salt": {"type": ["string", "null"]},
+            "name_digest": {"type": "string"},
+            "commitment": {"type": "string"},
+            "prev": {"type": "string"},
+            "hash": {"type": "string"},
         },
     },
     "Signatures": {
@@ -149,8 +195,20 @@ SCHEMAS: dict[str, Any] = {
     },
     "Verified": {
         "type": "object",
-        "required": ["status", "letter"],
-        "properties": {"status": {"const": "verified"}, "letter": {"type": "string"}},
+        "required": ["status", "outcome", "letter", "receipt"],
+        "properties": {
+            "status": {"const": "verified"},
+            "outcome": {
+                "enum": ["verified", "updated"],
+                "description": "updated: this address had signed already; details updated",
+            },
+            "letter": {"type": "string"},
+            "receipt": {
+                "type": ["string", "null"],
+                "description": "Shown once and never stored: finds the signer's ledger entry "
+                "(null when the signature was already counted).",
+            },
+        },
     },
 }
 
@@ -218,7 +276,7 @@ PATHS: dict[str, Any] = {
             "parameters": [SLUG],
             "responses": {
                 "200": {"description": "CSV", "content": {"text/csv": {}}},
-                "404": {"description": "No published letter has this slug"},
+                "404": _error("No published letter has this slug"),
             },
         }
     },
@@ -228,7 +286,49 @@ PATHS: dict[str, Any] = {
             "parameters": [SLUG],
             "responses": {
                 "200": {"description": "CSV", "content": {"text/csv": {}}},
-                "404": {"description": "No published letter has this slug"},
+                "404": _error("No published letter has this slug"),
+            },
+        }
+    },
+    "/api/letters/{slug}/ledger": {
+        "get": {
+            "summary": "The public ledger as JSON Lines: one LedgerEntry per line, oldest first",
+            "parameters": [
+                SLUG,
+                {
+                    "name": "after",
+                    "in": "query",
+                    "description": "Start after this entry number (default 0: all of it).",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Entries after..the length when the download started; "
+                    "headers X-Ledger-Length and X-Ledger-Head give that length and its head",
+                    "content": {
+                        "application/jsonl": {
+                            "schema": {"$ref": "#/components/schemas/LedgerEntry"}
+                        }
+                    },
+                },
+                "400": _error("invalid_parameter"),
+                "404": _error("No published letter has this slug"),
+            },
+        }
+    },
+    "/api/letters/{slug}/snapshot": {
+        "get": {
+            "summary": "The counts and the ledger head, signed by this instance (compact JWS, "
+            "ES256; the key is at /.well-known/jwks.json)",
+            "parameters": [SLUG],
+            "responses": {
+                "200": {
+                    "description": "A compact JWS whose payload holds the Letter counts, `iat`, "
+                    "`iss`, `sub` and `ledger` {length, head}",
+                    "content": {"application/jose": {"schema": {"type": "string"}}},
+                },
+                "404": _error("No published letter has this slug"),
             },
         }
     },

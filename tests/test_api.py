@@ -46,7 +46,10 @@ def test_letter_detail(client, letter, mailbox):
         "hidden_count",
         "organizations",
         "updated_at",
+        "ledger",
     }
+    assert data["ledger"]["length"] == 3 and len(data["ledger"]["head"]) == 64
+    assert data["ledger"]["url"] == "http://testserver/api/letters/test-letter/ledger"
     assert data["status"] == "published"
     assert data["allowed_domains"] == ["corp.example", "github.com", "microsoft.com"]
     assert (data["verified_count"], data["named_count"], data["hidden_count"]) == (3, 1, 2)

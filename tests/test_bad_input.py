@@ -498,7 +498,7 @@ def test_tampered_links_never_count_more_than_the_one_signer(client, letter, mai
         if response.status_code == 200:
             # A change base64 cannot see (the unused low bits of the last character)
             # still verifies the same one signature; nothing else may.
-            assert response.json() == {"status": "verified", "letter": "test-letter"}
+            assert response.json()["status"] == "verified"
             assert counts(db)["verified"] == 1
             return
         error = assert_json_error(response, 400)

@@ -150,7 +150,11 @@ def test_serve_with_two_workers_counts_exactly(database_url, letter, mailbox, tm
     ok = [body for status, body in results if status == 200]
     refused = [body for status, body in results if status != 200]
     assert len(ok) == len(people)
-    assert all(body == {"status": "verified", "letter": "test-letter"} for body in ok)
+    assert all(
+        (body["status"], body["outcome"], body["letter"]) == ("verified", "verified", "test-letter")
+        for body in ok
+    )
+    assert len({body["receipt"] for body in ok}) == len(people)
     assert len(refused) == len(people)
     assert all(body["error"]["code"] == "invalid_token" for body in refused)
     assert detail["verified_count"] == len(people)

@@ -28,7 +28,10 @@ def test_sign_sends_a_link_and_counts_only_after_confirmation(client, letter, ma
 
     response = confirm_api(client, token)
     assert response.status_code == 200
-    assert response.json() == {"status": "verified", "letter": "test-letter"}
+    body = response.json()
+    receipt = body.pop("receipt")
+    assert body == {"status": "verified", "outcome": "verified", "letter": "test-letter"}
+    assert len(receipt) >= 20
     c = assert_consistent(db)
     assert (c["verified"], c["named"], c["hidden"]) == (1, 1, 0)
     assert c["orgs"] == {"Microsoft": 1}

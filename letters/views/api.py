@@ -131,6 +131,11 @@ def letter_json(request: Request, snapshot: LetterSnapshot) -> dict[str, Any]:
         "hidden_count": counts.hidden,
         "organizations": [{"name": name, "count": count} for name, count in counts.organizations],
         "updated_at": iso(counts.updated_at),
+        "ledger": {
+            "length": letter.ledger_length,
+            "head": letter.ledger_head,
+            "url": f"{settings_of(request).base_url}/api/letters/{letter.slug}/ledger",
+        },
     }
 
 
@@ -264,4 +269,13 @@ async def verify(request: Request) -> Response:
                 409, "letter_closed", "This letter has closed and no longer takes signatures."
             )
     forget_letter(request, result.letter.slug)
-    return JSONResponse({"status": "verified", "letter": result.letter.slug})
+    # The receipt is shown once, here, and never stored; only its hash is in the ledger.
+    return JSONResponse(
+        {
+            "status": "verified",
+            "outcome": result.outcome,
+            "letter": result.letter.slug,
+            "receipt": result.receipt,
+        },
+        headers={"Cache-Control": "no-store"},
+    )

@@ -14,7 +14,7 @@ from letters.chart import chart_svg, cumulative
 from letters.models import utcnow
 from letters.public import LetterNotFound, daily_counts, named_signatures
 from letters.security import CONTENT_SECURITY_POLICY
-from letters.views.api import iso
+from letters.views.api import iso, not_found
 from letters.views.common import (
     cached,
     conditional,
@@ -132,7 +132,7 @@ async def signatures_csv(request: Request) -> Response:
     try:
         letter = (await letter_snapshot(request, slug)).letter
     except LetterNotFound:
-        return Response("No such letter.", status_code=404, media_type="text/plain")
+        return not_found()
 
     async def rows() -> AsyncIterator[str]:
         yield _csv([["name", "title", "organization", "signed_at"]])
@@ -157,7 +157,7 @@ async def daily_csv(request: Request) -> Response:
     try:
         letter = (await letter_snapshot(request, slug)).letter
     except LetterNotFound:
-        return Response("No such letter.", status_code=404, media_type="text/plain")
+        return not_found()
     async with db_session(request) as session:
         rows = await daily_counts(session, letter)
     body = _csv([["day", "organization", "verified"], *[list(row) for row in rows]])

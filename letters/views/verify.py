@@ -90,5 +90,10 @@ async def verify_confirm(request: Request) -> Response:
     return _render(
         request,
         "signatures/confirmed.html",
-        {"letter": result.letter, "signature": result.signature, "outcome": result.outcome},
+        {
+            "letter": result.letter,
+            "signature": result.signature,
+            "outcome": result.outcome,
+            "receipt": result.receipt,
+        },
     )
