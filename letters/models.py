@@ -89,6 +89,15 @@ class Letter(SQLModel, table=True):
     # Authors may have names erased this many days after the letter closes (letters purge).
     erase_names_after_days: int | None = Field(default=None, sa_column=Column(Integer))
     names_erased_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    # Authors (letters.authors): the current version of the text, its date and public note;
+    # an optional goal and a date after which the letter closes by itself.
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    revised_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    revision_note: str = Field(
+        default="", sa_column=Column(String(300), nullable=False, server_default="")
+    )
+    goal: int | None = Field(default=None, sa_column=Column(Integer))
+    closes_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class AllowedDomain(SQLModel, table=True):
@@ -163,6 +172,10 @@ class Signature(SQLModel, table=True):
     commitment: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     verified_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    # The version of the letter's text (Letter.version) current when this was confirmed.
+    letter_version: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default="1")
+    )
 
 
 Index(
@@ -170,6 +183,14 @@ Index(
     Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
     Signature.__table__.c.show_name,  # type: ignore[attr-defined]
     Signature.__table__.c.id,  # type: ignore[attr-defined]
+)
+
+
+# Counts how many signed each version of a letter.
+Index(
+    "ix_signature_letter_version",
+    Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
+    Signature.__table__.c.letter_version,  # type: ignore[attr-defined]
 )
 
 
@@ -269,3 +290,131 @@ class ManageLink(SQLModel, table=True):
 
 
 Index("ix_manage_link_expires_at", ManageLink.__table__.c.expires_at)  # type: ignore[attr-defined]
+
+
+# --- Letter authors ----------------------------------------------------------------------
+
+
+class AuthorRole(StrEnum):
+    owner = "owner"  # started the letter; manages its co-authors
+    coauthor = "coauthor"
+
+
+class Author(SQLModel, table=True):
+    """Someone who may sign in to write letters.
+
+    Unlike a signer's, an author's address is kept: sign-in links and milestone emails go
+    to it, and co-authors see it. `can_create` (given by an admin) lets them start letters;
+    anyone invited as a co-author gets an account without it.
+    """
+
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))  # lower case
+    name: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    is_admin: bool = False
+    can_create: bool = False
+    # Set on the first single sign-on, then used to recognize the person.
+    oidc_issuer: str | None = Field(default=None, sa_column=Column(String(500)))
+    oidc_subject: str | None = Field(default=None, sa_column=Column(String(255)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    last_sign_in_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    disabled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class AuthorLink(SQLModel, table=True):
+    """A sign-in link emailed to an author, waiting to be used (once, before it expires)."""
+
+    __tablename__ = "author_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    author_id: int = Field(foreign_key="author.id", ondelete="CASCADE", index=True)
+    nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=_timestamp())
+    used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class AuthorSession(SQLModel, table=True):
+    """A signed-in browser. The cookie carries a signed random token; this row keeps its hash,
+    so signing out (deleting the row) makes the cookie worthless even if it was copied."""
+
+    __tablename__ = "author_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    author_id: int = Field(foreign_key="author.id", ondelete="CASCADE", index=True)
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    method: str = Field(sa_column=Column(String(10), nullable=False))  # "link" or "oidc"
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=_timestamp())
+
+
+class LetterAuthor(SQLModel, table=True):
+    """Who may edit, publish, moderate and export a letter."""
+
+    __tablename__ = "letter_author"
+    __table_args__ = (UniqueConstraint("letter_id", "author_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    author_id: int = Field(foreign_key="author.id", ondelete="CASCADE", index=True)
+    role: str = Field(sa_column=Column(String(20), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class LetterVersion(SQLModel, table=True):
+    """A published text of a letter. Once published, a letter changes only by a new version."""
+
+    __tablename__ = "letter_version"
+    __table_args__ = (UniqueConstraint("letter_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    number: int = Field(sa_column=Column(Integer, nullable=False))  # 1, 2, 3... per letter
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    note: str = Field(default="", sa_column=Column(String(300), nullable=False))  # public
+    author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class AuditEntry(SQLModel, table=True):
+    """What an author did to a letter, for its authors to see: publishing, revisions,
+    co-authors, and every moderation action. It never holds an email address of a signer
+    or a hidden name; a signature is named by its public ledger commitment."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", index=True)
+    author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
+    author_email: str = Field(sa_column=Column(String(254), nullable=False))
+    action: str = Field(sa_column=Column(String(30), nullable=False))
+    organization: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    commitment: str = Field(default="", sa_column=Column(String(64), nullable=False))
+    detail: str = Field(default="", sa_column=Column(String(500), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class BlockedSigner(SQLModel, table=True):
+    """A signature the authors invalidated: its person cannot confirm back in."""
+
+    __tablename__ = "blocked_signer"
+    __table_args__ = (UniqueConstraint("letter_id", "email_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    email_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class Milestone(SQLModel, table=True):
+    """A round count (or the goal) a letter reached; the unique row makes its email go once."""
+
+    __table_args__ = (UniqueConstraint("letter_id", "threshold"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    threshold: int = Field(sa_column=Column(Integer, nullable=False))
+    reached_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
