@@ -21,6 +21,7 @@ from letters import outbox
 from letters.cache import TTLCache
 from letters.cors import PublicDataCORSMiddleware
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
+from letters.fastpath import FastReadMiddleware
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import excerpt, render_markdown
@@ -144,8 +145,13 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/healthz", health, name="health"),
         Mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static"),
     ]
+    cache = TTLCache(settings.cache_seconds, remember=(LetterNotFound,))
+    signer = Signer(settings.secret_key)
+    secure_cookies = settings.base_url.startswith("https")
     middleware = [
-        Middleware(SecurityHeadersMiddleware, secure_cookies=settings.base_url.startswith("https")),
+        # Outermost: replays cached answers to readers before any other work.
+        Middleware(FastReadMiddleware, cache=cache, signer=signer, secure_cookies=secure_cookies),
+        Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         Middleware(PublicDataCORSMiddleware),
     ]
@@ -162,11 +168,11 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.cache = TTLCache(settings.cache_seconds, remember=(LetterNotFound,))
+    app.state.cache = cache
     templates.env.globals["path_for"] = app.url_path_for
     app.state.templates = templates
     app.state.mail_env = make_mail_env()
-    app.state.signer = Signer(settings.secret_key)
+    app.state.signer = signer
     app.state.snapshot_key = signing_key(settings.secret_key)
     app.state.mail = mail or make_backend(settings)
     return app

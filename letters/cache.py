@@ -11,6 +11,7 @@ for its result), so an expired entry never sends a burst of identical queries.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -71,6 +72,15 @@ class TTLCache:
                 self._store(key, entry)
         return self._unwrap(entry)  # type: ignore[no-any-return]
 
+    def peek(self, key: Hashable) -> Any:
+        """The fresh value stored under `key` (not an error), or None."""
+        entry = self._fresh(key) if self.ttl > 0 else None
+        return None if entry is None or entry.error is not None else entry.value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if self.ttl > 0:
+            self._store(key, _Entry(time.monotonic() + self.ttl, value=value))
+
     def _store(self, key: Hashable, entry: _Entry) -> None:
         if len(self._entries) >= self.max_entries:
             # Drop the older half: a flood of distinct keys (random slugs) cannot grow it.
@@ -84,3 +94,12 @@ class TTLCache:
             return
         for key in [key for key in self._entries if match(key)]:
             del self._entries[key]
+
+
+def etag_for(*parts: str | bytes) -> str:
+    """A strong ETag for an answer made of `parts`."""
+    digest = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return f'"{digest.hexdigest()}"'

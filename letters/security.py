@@ -54,13 +54,27 @@ class CSRFError(Exception):
     pass
 
 
+def valid_csrf_cookie(value: str) -> bool:
+    return 20 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
+
+
+def new_csrf_cookie() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def csrf_set_cookie(value: str, secure: bool) -> str:
+    """The Set-Cookie header value that gives a browser its CSRF secret."""
+    cookie = f"{CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000"
+    return cookie + "; Secure" if secure else cookie
+
+
 def csrf_cookie_value(request: Request) -> str:
     """This browser's CSRF secret; a new one is made (and set by the middleware) if absent."""
     state = request.scope.setdefault("state", {})
     if "csrf_cookie" not in state:
         existing = request.cookies.get(CSRF_COOKIE, "")
-        valid = 20 <= len(existing) <= 64 and existing.replace("-", "").replace("_", "").isalnum()
-        state["csrf_cookie"] = existing if valid else secrets.token_urlsafe(24)
+        valid = valid_csrf_cookie(existing)
+        state["csrf_cookie"] = existing if valid else new_csrf_cookie()
         state["csrf_cookie_new"] = not valid
     return str(state["csrf_cookie"])
 
@@ -109,13 +123,9 @@ class SecurityHeadersMiddleware:
                     headers["strict-transport-security"] = "max-age=31536000"
                 state: dict[str, Any] = scope.get("state", {})
                 if state.get("csrf_cookie_new"):
-                    cookie = (
-                        f"{CSRF_COOKIE}={state['csrf_cookie']}; Path=/; HttpOnly; "
-                        "SameSite=Lax; Max-Age=31536000"
+                    headers.append(
+                        "set-cookie", csrf_set_cookie(state["csrf_cookie"], self.secure_cookies)
                     )
-                    if self.secure_cookies:
-                        cookie += "; Secure"
-                    headers.append("set-cookie", cookie)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -14,6 +13,7 @@ from starlette.responses import Response
 
 from letters import outbox
 from letters.cache import TTLCache
+from letters.cache import etag_for as etag_for  # shared by the views
 from letters.mail import Message, render
 from letters.public import LetterSnapshot, load_snapshot
 from letters.settings import Settings
@@ -82,7 +82,7 @@ def forget_letter(request: Request, slug: str) -> None:
     cache.invalidate(lambda key: isinstance(key, tuple) and (slug in key or key[0] in LISTS))
 
 
-LISTS = ("index", "api-letters")
+LISTS = ("index", "api-letters", "fast-list")
 
 
 async def letter_snapshot(request: Request, slug: str) -> LetterSnapshot:
@@ -99,14 +99,6 @@ def version(snapshot: LetterSnapshot) -> tuple[object, ...]:
     """What identifies the state of a letter's public record (for cache keys)."""
     letter = snapshot.letter
     return (letter.updated_at, letter.verified_count, letter.named_count, letter.status)
-
-
-def etag_for(*parts: str | bytes) -> str:
-    digest = hashlib.blake2b(digest_size=12)
-    for part in parts:
-        digest.update(part.encode() if isinstance(part, str) else part)
-        digest.update(b"\x00")
-    return f'"{digest.hexdigest()}"'
 
 
 def conditional(

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from letters import fastpath
 from letters.forms import FieldError
 from letters.public import (
     LetterNotFound,
@@ -36,7 +37,7 @@ from letters.views.common import (
 NAMES_PER_PAGE = 200
 FORM_FIELDS = ("name", "title", "email", "show_name")
 # Stands for the reader's CSRF token in cached pages; swapped in for each request.
-CSRF_PLACEHOLDER = "\x00csrf\x00"
+CSRF_PLACEHOLDER = fastpath.CSRF_PLACEHOLDER.decode()
 HTML_CACHING = "private, no-cache"  # revalidate every time; the ETag makes that cheap
 
 
@@ -92,6 +93,8 @@ async def letter_page(request: Request) -> Response:
         return html, etag_for(html)
 
     html, etag = await cached(request, ("letter-html", slug, *version(snapshot)), load)
+    # Hand the page over to the fast path, which then serves it with each reader's token.
+    request.scope.setdefault("state", {})[fastpath.PAGE_TEMPLATE] = (html, etag)
     token = csrf_token(request)
     return conditional(
         request,

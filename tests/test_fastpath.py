@@ -1,0 +1,114 @@
+"""The fast path replays cached answers before routing: same bytes, same headers, fresh
+CSRF tokens per reader, and dropped as soon as this process confirms a signature."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from letters.app import create_app
+from letters.fastpath import fast_key
+from tests.helpers import confirm_api, csrf_from, sign_api
+
+REPLAYED = [
+    "/",
+    "/api/letters",
+    "/api/letters/test-letter",
+    "/letters/test-letter/badge.svg",
+    "/letters/test-letter/widget",
+    "/letters/test-letter/tally",
+]
+
+
+@pytest.fixture
+def cached_app(settings):
+    settings.cache_seconds = 30
+    return create_app(settings)
+
+
+def replayed(app) -> set[object]:
+    return {key for key in app.state.cache._entries if isinstance(key, tuple) and "fast" in key[0]}
+
+
+@pytest.mark.parametrize("path", REPLAYED)
+def test_a_replayed_answer_is_the_answer_the_app_gave(cached_app, letter, path):
+    with TestClient(cached_app) as client:
+        first = client.get(path)
+        assert first.status_code == 200
+        assert fast_key(path) in replayed(cached_app)
+        second = client.get(path)
+    assert second.content == first.content
+    assert second.headers == first.headers  # security headers, ETag, caching, length
+    conditional = TestClient(cached_app).get(path, headers={"If-None-Match": first.headers["etag"]})
+    assert conditional.status_code == 304
+    assert conditional.content == b""
+    assert conditional.headers["etag"] == first.headers["etag"]
+    assert "content-security-policy" in conditional.headers
+
+
+def test_each_reader_of_the_letter_page_gets_their_own_csrf_token(cached_app, letter, mailbox):
+    with TestClient(cached_app) as warm:
+        assert warm.get("/letters/test-letter").status_code == 200
+        assert fast_key("/letters/test-letter") in replayed(cached_app)
+    with TestClient(cached_app) as first, TestClient(cached_app) as second:
+        page_one = first.get("/letters/test-letter")
+        page_two = second.get("/letters/test-letter")
+        assert "set-cookie" in page_one.headers and "set-cookie" in page_two.headers
+        assert "HttpOnly" in page_one.headers["set-cookie"]
+        token_one, token_two = csrf_from(page_one.text), csrf_from(page_two.text)
+        assert token_one != token_two
+        assert "\x00" not in page_one.text
+        # A returning reader keeps their cookie and token, and revalidates with a 304.
+        again = first.get("/letters/test-letter")
+        assert "set-cookie" not in again.headers
+        assert csrf_from(again.text) == token_one
+        not_modified = first.get(
+            "/letters/test-letter", headers={"If-None-Match": again.headers["etag"]}
+        )
+        assert not_modified.status_code == 304
+        # The replayed token really works: the form posts with it.
+        response = first.post(
+            "/letters/test-letter/sign",
+            data={"csrftoken": token_one, "email": "fast@github.com", "show_name": "0"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303
+        forged = second.post(
+            "/letters/test-letter/sign",
+            data={"csrftoken": token_one, "email": "fast2@github.com", "show_name": "0"},
+        )
+        assert forged.status_code == 403
+
+
+def test_a_confirmation_in_this_process_shows_at_once(cached_app, letter, mailbox):
+    with TestClient(cached_app) as client:
+        assert client.get("/api/letters/test-letter").json()["verified_count"] == 0
+        assert "0 verified" in client.get("/letters/test-letter/badge.svg").text
+        sign_api(client, "now@github.com")
+        confirm_api(client, mailbox.last_token())
+        assert client.get("/api/letters/test-letter").json()["verified_count"] == 1
+        assert "1 verified" in client.get("/letters/test-letter/badge.svg").text
+        assert client.get("/api/letters").json()["letters"][0]["verified_count"] == 1
+
+
+def test_what_the_fast_path_leaves_alone(cached_app, letter):
+    with TestClient(cached_app) as client:
+        for path in ("/api/letters/nope", "/letters/nope", "/letters/test-letter/signatures"):
+            client.get(path)
+        client.get("/api/letters/test-letter?x=1")
+        client.head("/api/letters/test-letter")
+        cross_site = client.get("/api/letters/test-letter", headers={"Origin": "https://news"})
+        assert cross_site.headers["access-control-allow-origin"] == "*"
+        assert replayed(cached_app) == set()
+        client.get("/api/letters/test-letter")
+        again = client.get("/api/letters/test-letter", headers={"Origin": "https://news"})
+        assert again.headers["access-control-allow-origin"] == "*"  # CORS still answered
+
+
+def test_no_replay_when_caching_is_off(settings, letter):
+    settings.cache_seconds = 0
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.get("/api/letters/test-letter")
+        client.get("/api/letters/test-letter")
+    assert replayed(app) == set()
