@@ -58,10 +58,21 @@ def run_root() -> Path:
     global _RUN_ROOT
     if _RUN_ROOT is None:
         root = Path(tempfile.mkdtemp(prefix="letters-bench-src-"))
-        skip = shutil.ignore_patterns("__pycache__", "results", "*.pyc")
-        for name in SOURCE_PARTS:
-            shutil.copytree(ROOT / name, root / name, ignore=skip)
-        shutil.copy2(ROOT / "alembic.ini", root / "alembic.ini")
+        ref = os.environ.get("LETTERS_BENCH_REF")
+        if ref:
+            # A committed version (e.g. HEAD), whatever the working tree holds meanwhile.
+            archive = subprocess.run(
+                ["git", "archive", ref, *SOURCE_PARTS, "alembic.ini"],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        else:
+            skip = shutil.ignore_patterns("__pycache__", "results", "*.pyc")
+            for name in SOURCE_PARTS:
+                shutil.copytree(ROOT / name, root / name, ignore=skip)
+            shutil.copy2(ROOT / "alembic.ini", root / "alembic.ini")
         atexit.register(shutil.rmtree, root, True)
         _RUN_ROOT = root
     return _RUN_ROOT
@@ -199,6 +210,12 @@ def letter_counts(url: str, slug: str = SLUG) -> dict[str, Any]:
             "SELECT count(*) FROM pending_signature WHERE letter_id = %s", (letter_id,)
         ).fetchone()[0]  # type: ignore[index]
         outbox = q("SELECT count(*) FROM outbox_message").fetchone()[0]  # type: ignore[index]
+        ledger_length, ledger_rows, ledger_net = q(
+            "SELECT l.ledger_length, count(e.id), coalesce(sum(CASE e.kind WHEN 'signed' "
+            "THEN 1 WHEN 'changed' THEN 0 ELSE -1 END), 0) FROM letter l LEFT JOIN "
+            "ledger_entry e ON e.letter_id = l.id WHERE l.id = %s GROUP BY l.ledger_length",
+            (letter_id,),
+        ).fetchone()  # type: ignore[misc]
         daily_sum = daily_mismatches = None
         if q("SELECT to_regclass('daily_count')").fetchone()[0] is not None:  # type: ignore[index]
             # Newer schemas also count per UTC day and organization.
@@ -229,6 +246,9 @@ def letter_counts(url: str, slug: str = SLUG) -> dict[str, Any]:
         "distinct_confirmed_links": used_distinct,
         "pending_rows": pending,
         "outbox_rows": outbox,
+        "ledger_length": ledger_length,
+        "ledger_rows": ledger_rows,
+        "ledger_net": int(ledger_net),
         "daily_sum": daily_sum,
         "daily_mismatches": daily_mismatches,
     }
@@ -251,6 +271,8 @@ def exact(counts: dict[str, Any]) -> list[str]:
         "distinct signers in signature == verified": counts["distinct_signers"] == v,
         "named_count == rows with show_name": counts["shown_rows"] == counts["named_count"],
         "each organization count == its rows": counts["organization_mismatches"] == 0,
+        "ledger entries == ledger length": counts["ledger_rows"] == counts["ledger_length"],
+        "ledger recount == verified": counts["ledger_net"] == v,
     }
     if counts.get("daily_sum") is not None:
         checks["sum(daily counts) == verified"] = counts["daily_sum"] == v

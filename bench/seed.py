@@ -28,15 +28,26 @@ import psycopg
 
 from bench import common
 from bench.common import SLUG
+from letters import ledger
 
 SHARES = (("microsoft.com", 5), ("github.com", 3), ("linkedin.com", 2))
 SIGNATURE_COLUMNS = (
-    "letter_id, email_hash, domain, organization, name, title, show_name, verified_at, updated_at"
+    "letter_id, email_hash, domain, organization, name, title, show_name, commitment, "
+    "verified_at, updated_at"
+)
+LEDGER_COLUMNS = (
+    "letter_id, seq, kind, day, organization, named, name, title, name_salt, name_digest, "
+    "commitment, prev_hash, entry_hash"
 )
 PENDING_COLUMNS = (
     "letter_id, email_hash, domain, organization, name, title, show_name, nonce_hash, "
     "created_at, expires_at, used_at"
 )
+
+
+def _commitment(run: int, n: int) -> str:
+    """A unique commitment whose receipt nobody holds (seeded signatures have none)."""
+    return hashlib.sha256(f"seed-receipt:{run}:{n}".encode()).hexdigest()
 
 
 def seed(db_url: str, count: int, slug: str = SLUG, pending: bool = True) -> dict[str, object]:
@@ -92,12 +103,61 @@ def seed(db_url: str, count: int, slug: str = SLUG, pending: bool = True) -> dic
                             f"Seed Signer {n}" if shown else "",
                             "Engineer" if shown else "",
                             shown,
+                            _commitment(run, n),
                             at,
                             at,
                         )
                     )
             copied = time.monotonic()
             common.log(f"  signature: {count} rows in {copied - started:.0f} s")
+            # Each signature's "signed" entry in the letter's public ledger, chained on
+            # from its current head, as the app writes them (letters.ledger).
+            length, head = cur.execute(
+                "SELECT ledger_length, ledger_head FROM letter WHERE id = %s FOR UPDATE",
+                (letter_id,),
+            ).fetchone()
+            with cur.copy(f"COPY ledger_entry ({LEDGER_COLUMNS}) FROM STDIN") as copy:
+                for n in range(count):
+                    domain = cycle[n % len(cycle)]
+                    shown = n % 3 == 0
+                    at = start + n * step
+                    name, title = (f"Seed Signer {n}", "Engineer") if shown else ("", "")
+                    salt = hashlib.blake2b(f"salt:{run}:{n}".encode(), digest_size=16).hexdigest()
+                    salt = salt if shown else ""
+                    entry = {
+                        "seq": length + n + 1,
+                        "kind": "signed",
+                        "day": at.date().isoformat(),
+                        "organization": organizations[domain],
+                        "named": shown,
+                        "name_digest": ledger.name_digest(salt, name, title) if shown else "",
+                        "commitment": _commitment(run, n),
+                        "prev": head,
+                    }
+                    head = ledger.entry_hash(entry)
+                    copy.write_row(
+                        (
+                            letter_id,
+                            entry["seq"],
+                            "signed",
+                            entry["day"],
+                            entry["organization"],
+                            shown,
+                            name,
+                            title,
+                            salt,
+                            entry["name_digest"],
+                            entry["commitment"],
+                            entry["prev"],
+                            head,
+                        )
+                    )
+            cur.execute(
+                "UPDATE letter SET ledger_length = %s, ledger_head = %s WHERE id = %s",
+                (length + count, head, letter_id),
+            )
+            common.log(f"  ledger_entry: {count} rows in {time.monotonic() - copied:.0f} s")
+            copied = time.monotonic()
             if pending:
                 with cur.copy(f"COPY pending_signature ({PENDING_COLUMNS}) FROM STDIN") as copy:
                     for n in range(count):
@@ -151,6 +211,7 @@ def seed(db_url: str, count: int, slug: str = SLUG, pending: bool = True) -> dic
     committed = time.monotonic()
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE signature")
+        conn.execute("VACUUM ANALYZE ledger_entry")
         conn.execute("VACUUM ANALYZE pending_signature")
         conn.execute("VACUUM ANALYZE organization_count")
         conn.execute("VACUUM ANALYZE letter")
