@@ -87,6 +87,11 @@ def assert_accessible(page: Page) -> None:
     assert not blocking, f"{page.url}:\n{describe(blocking)}"
 
 
+def sign_form(page: Page) -> Locator:
+    """The letter page's signing form (the page may hold other forms)."""
+    return page.get_by_role("region", name="Sign this letter")
+
+
 def is_focused(locator: Locator) -> bool:
     return bool(locator.evaluate("element => element === document.activeElement"))
 

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import OpenPage
-from tests.browser.helpers import link_in_email
+from tests.browser.helpers import link_in_email, sign_form
 from tests.conftest import Mailbox
 from tests.live import Server
 
@@ -23,11 +23,12 @@ def test_sign_confirm_and_see_the_count_change(
     expect(page.locator("[data-live-count]")).to_have_text("0 verified signatures")
     expect(page.get_by_text("No verified signatures yet.")).to_be_visible()
 
-    page.get_by_label("Work email address").fill(EMAIL)
-    page.get_by_label("Your name").fill("Ada Lovelace")
-    page.get_by_label("Job title or team").fill("Analyst")
-    page.get_by_label("Yes, show my name").check()
-    page.get_by_role("button", name="Sign and send my link").click()
+    form = sign_form(page)
+    form.get_by_label("Work email address", exact=True).fill(EMAIL)
+    form.get_by_label("Your name").fill("Ada Lovelace")
+    form.get_by_label("Job title or team").fill("Analyst")
+    form.get_by_label("Yes, show my name").check()
+    form.get_by_role("button", name="Sign and send my link").click()
 
     expect(page).to_have_url(f"{server.url}/letters/test-letter/check-email")
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your work email")
