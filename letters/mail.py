@@ -39,12 +39,18 @@ def make_mail_env() -> Environment:
     )
 
 
-def render(env: Environment, name: str, to: str, context: dict[str, Any]) -> Message:
-    """Render `email/{name}.txt` and `.html`; the subject is the text template's first line."""
+def render(
+    env: Environment, name: str, to: str, context: dict[str, Any], subject: str | None = None
+) -> Message:
+    """Render `email/{name}.txt` and `.html`.
+
+    The subject is `subject` if given (instances configure theirs), else the text
+    template's first line.
+    """
     text = env.get_template(f"email/{name}.txt").render(context)
-    subject, _, body = text.partition("\n")
+    first_line, _, body = text.partition("\n")
     html = env.get_template(f"email/{name}.html").render(context)
-    return Message(to=to, subject=subject.strip(), text=body.lstrip("\n"), html=html)
+    return Message(to=to, subject=subject or first_line.strip(), text=body.lstrip("\n"), html=html)
 
 
 def build_email(message: Message, mail_from: str) -> EmailMessage:
@@ -101,5 +107,5 @@ class SMTPBackend:
 def make_backend(settings: Settings) -> MailBackend:
     smtp = settings.smtp
     if smtp is None:
-        return ConsoleBackend(settings.mail_from)
-    return SMTPBackend(smtp, settings.mail_from)
+        return ConsoleBackend(settings.sender)
+    return SMTPBackend(smtp, settings.sender)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     smtp_url: str = ""
     mail_from: str = "Letters <no-reply@localhost>"
+    # What a work mailbox's owner (often the employer) sees of our emails: keep it neutral.
+    mail_from_name: str | None = Field(default=None, max_length=100)
+    mail_subject: str = Field(default="Confirm your email address", min_length=1, max_length=200)
+    mail_manage_subject: str = Field(default="Your requested link", min_length=1, max_length=200)
     mail_in_app: bool = True
     instance_path: Path = PROJECT_ROOT / "instance"
     link_max_age: int = Field(default=24 * 3600, gt=0)
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("mail_from_name", "mail_subject", "mail_manage_subject")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(char in value for char in "\r\n\x00"):
+            raise ValueError("must be a single line")
+        return value
 
     @field_validator("smtp_url")
     @classmethod
@@ -110,6 +122,14 @@ class Settings(BaseSettings):
     @property
     def smtp(self) -> SMTPConfig | None:
         return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
+    @property
+    def sender(self) -> str:
+        """The From header: MAIL_FROM, its display name replaced by MAIL_FROM_NAME if set."""
+        if self.mail_from_name is None:
+            return self.mail_from
+        address = parseaddr(self.mail_from)[1] or self.mail_from
+        return formataddr((self.mail_from_name, address)) if self.mail_from_name else address
 
     @property
     def is_sqlite(self) -> bool:

@@ -53,7 +53,21 @@ def signing_email(request: Request) -> Compose:
 
     def compose(address: str, token: str) -> Message:
         context = {"link": link_url(settings, token), "hours": hours, "site": settings.base_url}
-        return render(env, "confirm_signature", address, context)
+        return render(env, "confirm_signature", address, context, settings.mail_subject)
+
+    return compose
+
+
+def manage_email(request: Request) -> Compose:
+    """The email carrying a manage link (letters.manage); as neutral as the signing email."""
+    settings = settings_of(request)
+    hours = max(1, round(settings.link_max_age / 3600))
+    env = request.app.state.mail_env
+
+    def compose(address: str, token: str) -> Message:
+        # BASE_URL, never the Host header, as for signing links.
+        context = {"link": f"{settings.base_url}/manage/{token}", "hours": hours}
+        return render(env, "manage_signature", address, context, settings.mail_manage_subject)
 
     return compose
 
