@@ -33,9 +33,13 @@ def chromium_path() -> str | None:
     return next((path for path in candidates if path and os.access(path, os.X_OK)), None)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole run (each test gets its own context)."""
+    """One headless Chromium for all the browser tests (each test gets its own context).
+
+    Package scope, not session: while Playwright's sync API is open, its event loop counts
+    as running in this thread, so the other tests' `asyncio.run` would fail until it closes.
+    """
     path = chromium_path()
     if path is None:
         where = os.environ.get("LETTERS_CHROMIUM") or " or ".join(CHROMIUM_PATHS)
