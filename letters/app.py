@@ -31,7 +31,7 @@ from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csr
 from letters.settings import PROJECT_ROOT, Settings
 from letters.snapshots import signing_key
 from letters.tokens import Signer
-from letters.views import api, ledger, letters, press, verify
+from letters.views import api, ledger, letters, manage, press, verify
 
 logger = logging.getLogger("letters")
 
@@ -131,6 +131,14 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         # GET and HEAD (which mail scanners send) can never fall through to it.
         Route("/verify/{token}", verify.verify_page, methods=["GET"], name="verify"),
         Route("/verify/{token}", verify.verify_confirm, methods=["POST"], name="verify_confirm"),
+        # Signer control (manage links)
+        Route("/letters/{slug}/manage", manage.request_page, methods=["GET"], name="manage_ask"),
+        Route(
+            "/letters/{slug}/manage", manage.request_link, methods=["POST"], name="manage_request"
+        ),
+        Route("/letters/{slug}/manage/sent", manage.link_sent, name="manage_sent"),
+        Route("/manage/{token}", manage.manage_page, methods=["GET"], name="manage"),
+        Route("/manage/{token}", manage.manage_action, methods=["POST"], name="manage_action"),
         Route("/api/openapi.json", openapi, name="openapi"),
         Route("/api/letters", api.list_letters, name="api_letters"),
         Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),

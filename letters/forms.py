@@ -60,32 +60,84 @@ def parse_bool(value: Any, field: str) -> bool:
     raise FieldError(field, "Choose whether to show your name.")
 
 
+# A hidden signer may have their name shown once this many from their organization signed.
+REVEAL_THRESHOLDS = (10, 50, 100, 500)
+
+
+def parse_reveal_at(value: Any, field: str = "reveal_at") -> int | None:
+    """One of REVEAL_THRESHOLDS, or None (empty or missing) for "keep my name hidden"."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 4:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in REVEAL_THRESHOLDS:
+        return value
+    raise FieldError(field, "Choose when to show your name: at 10, 50, 100 or 500 signatures.")
+
+
+def parse_email(value: Any) -> Address:
+    """The work address typed into a form, normalized; `FieldError` on the "email" field."""
+    if value is None or value == "":
+        raise FieldError("email", "Enter your work email address.")
+    if not isinstance(value, str):
+        raise FieldError("email", "The email address must be text.")
+    if len(value) > MAX_ADDRESS_LENGTH + 2:
+        raise FieldError("email", "That email address is too long.", "invalid_email")
+    try:
+        return parse_address(value)
+    except AddressError as error:
+        raise FieldError("email", error.message, error.code) from None
+
+
+@dataclass(frozen=True)
+class Details:
+    """How a signer wants to appear: name, title, shown or hidden, and a reveal threshold."""
+
+    name: str
+    title: str
+    show_name: bool
+    reveal_at: int | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], ask_title: bool = True) -> Details:
+        """Check the fields; raise `FieldError` for the first bad one.
+
+        A threshold only applies to a hidden name, and needs a name to show.
+        """
+        name = clean_text(data.get("name"), "name", "Your name", MAX_NAME)
+        title = clean_text(data.get("title"), "title", "Job title or team", MAX_TITLE)
+        show_name = parse_bool(data.get("show_name"), "show_name")
+        if show_name and not name:
+            raise FieldError("name", "Enter your name, or choose to keep it hidden.")
+        reveal_at = None if show_name else parse_reveal_at(data.get("reveal_at"))
+        if reveal_at is not None and not name:
+            raise FieldError(
+                "name",
+                f"Enter your name: it will be shown once {reveal_at} people from your "
+                "organization have signed.",
+            )
+        if not ask_title:
+            title = ""
+        return cls(name=name, title=title, show_name=show_name, reveal_at=reveal_at)
+
+
 @dataclass(frozen=True)
 class SignatureInput:
     name: str
     title: str
     show_name: bool
     address: Address
+    reveal_at: int | None = None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], ask_title: bool = True) -> SignatureInput:
         """Check every field; raise `FieldError` for the first bad one."""
-        name = clean_text(data.get("name"), "name", "Your name", MAX_NAME)
-        title = clean_text(data.get("title"), "title", "Job title or team", MAX_TITLE)
-        show_name = parse_bool(data.get("show_name"), "show_name")
-        if show_name and not name:
-            raise FieldError("name", "Enter your name, or choose to keep it hidden.")
-        if not ask_title:
-            title = ""
-        raw_email = data.get("email")
-        if raw_email is None or raw_email == "":
-            raise FieldError("email", "Enter your work email address.")
-        if not isinstance(raw_email, str):
-            raise FieldError("email", "The email address must be text.")
-        if len(raw_email) > MAX_ADDRESS_LENGTH + 2:
-            raise FieldError("email", "That email address is too long.", "invalid_email")
-        try:
-            address = parse_address(raw_email)
-        except AddressError as error:
-            raise FieldError("email", error.message, error.code) from None
-        return cls(name=name, title=title, show_name=show_name, address=address)
+        details = Details.parse(data, ask_title)
+        address = parse_email(data.get("email"))
+        return cls(
+            name=details.name,
+            title=details.title,
+            show_name=details.show_name,
+            address=address,
+            reveal_at=details.reveal_at,
+        )

@@ -7,9 +7,9 @@ import re
 import traceback
 from typing import Any
 
-# Magic-link tokens travel in the path of /verify/{token}; anything else secret travels
-# only in request bodies, which are never logged.
-_TOKEN_IN_PATH = re.compile(r"(/verify/)[^\s/?\"]+")
+# Magic-link tokens travel in the path of /verify/{token} and /manage/{token}; anything
+# else secret travels only in request bodies, which are never logged.
+_TOKEN_IN_PATH = re.compile(r"(/(?:verify|manage)/)[^\s/?\"]+")
 
 
 def redact(text: str) -> str:

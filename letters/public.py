@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.models import (
@@ -31,12 +31,22 @@ class LetterNotFound(Exception):
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """Hidden names of one organization to be shown together once it reaches `threshold`."""
+
+    organization: str
+    threshold: int
+    names: int
+
+
+@dataclass(frozen=True)
 class Tally:
     verified: int
     named: int
     hidden: int
     organizations: list[tuple[str, int]]  # largest first
     updated_at: datetime
+    waiting: Sequence[Waiting] = ()  # by organization, then threshold
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,26 @@ async def tally(session: AsyncSession, letter: Letter) -> Tally:
         hidden=letter.hidden_count,
         organizations=[(row.organization, row.count) for row in rows],
         updated_at=letter.updated_at,
+        waiting=await waiting_names(session, letter),
     )
+
+
+async def waiting_names(session: AsyncSession, letter: Letter) -> list[Waiting]:
+    """How many hidden names wait for each reveal threshold, per organization (no names)."""
+    threshold = col(Signature.reveal_at)
+    rows = (
+        await session.exec(
+            select(Signature.organization, threshold, func.count())
+            .where(
+                Signature.letter_id == letter.id,
+                col(Signature.show_name).is_(False),
+                threshold.is_not(None),
+            )
+            .group_by(col(Signature.organization), threshold)
+            .order_by(col(Signature.organization), threshold)
+        )
+    ).all()
+    return [Waiting(organization, int(at), int(names)) for organization, at, names in rows]
 
 
 async def named_signatures(
@@ -108,8 +137,11 @@ async def named_signatures(
 ) -> tuple[Sequence[Signature], int | None]:
     """A page of verified signatures whose signers chose to show their name, oldest first.
 
-    Returns the rows and the id to continue after, or None on the last page.
+    Returns the rows and the id to continue after, or None on the last page. Once the
+    letter's names have been erased (letters.retention) there are none to list.
     """
+    if letter.names_erased_at is not None:
+        return [], None
     statement = select(Signature).where(
         Signature.letter_id == letter.id, col(Signature.show_name).is_(True)
     )

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters import ledger, outbox
+from letters import ledger, outbox, reveal
 from letters.domains import match_domain, refusal_message
 from letters.forms import FieldError, SignatureInput
 from letters.mail import Message
@@ -132,6 +132,7 @@ async def request_signature(
         name=form.name,
         title=form.title,
         show_name=form.show_name,
+        reveal_at=form.reveal_at,
         nonce_hash=hash_nonce(nonce),
         created_at=now,
         expires_at=now + timedelta(seconds=settings.link_max_age),
@@ -249,6 +250,8 @@ async def confirm(
         await _update_existing(session, pending, now)
         outcome = "updated"
         receipt = None
+    # Names waiting for this organization's count to reach their threshold: shown together.
+    await reveal.release(session, pending.letter_id, pending.organization, now, pending.email_hash)
     await session.commit()
     signature = (
         await session.exec(

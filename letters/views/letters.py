@@ -35,7 +35,7 @@ from letters.views.common import (
 )
 
 NAMES_PER_PAGE = 200
-FORM_FIELDS = ("name", "title", "email", "show_name")
+FORM_FIELDS = ("name", "title", "email", "show_name", "reveal_at")
 # Stands for the reader's CSRF token in cached pages; swapped in for each request.
 CSRF_PLACEHOLDER = fastpath.CSRF_PLACEHOLDER.decode()
 HTML_CACHING = "private, no-cache"  # revalidate every time; the ETag makes that cheap
