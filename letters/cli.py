@@ -120,6 +120,31 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def cmd_purge(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from letters.db import make_async_engine, make_sessionmaker, writer
+    from letters.retention import purge_expired
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = make_async_engine(settings)
+        try:
+            purged = await purge_expired(make_sessionmaker(writer(engine)))
+        finally:
+            await engine.dispose()
+        print(f"Deleted {purged.pending_signatures} expired pending signatures.")
+        print(f"Deleted {purged.manage_links} expired manage links.")
+        print(f"Deleted {purged.rate_limit_rows} expired rate-limit rows.")
+        print(
+            f"Erased the names of {purged.letters_erased} letters "
+            f"({purged.names_erased} signatures, {purged.ledger_names_erased} ledger entries)."
+        )
+
+    asyncio.run(run())
+
+
 def cmd_verify_ledger(args: argparse.Namespace) -> None:
     from letters.checker import CheckFailed, SourceError, check, print_report, sources_for
 
@@ -166,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
     import_parser.add_argument("file", metavar="LETTER.md")
     import_parser.set_defaults(handler=cmd_import)
+
+    purge = commands.add_parser(
+        "purge", help="delete expired links and rate-limit rows; erase names that are due"
+    )
+    purge.set_defaults(handler=cmd_purge)
 
     verify_ledger = commands.add_parser(
         "verify-ledger",

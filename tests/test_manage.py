@@ -315,7 +315,7 @@ def test_withdrawing_an_already_withdrawn_signature_changes_nothing(client, lett
         f"/manage/{second}", data={"csrftoken": csrf_from(page.text), "action": "withdraw"}
     )
     assert response.status_code == 409
-    assert "has been withdrawn" in response.text
+    assert "has been withdrawn or removed" in response.text
     assert client.get(f"/manage/{second}").status_code == 409
     c = assert_consistent(db)
     assert c["verified"] == 0

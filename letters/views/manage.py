@@ -35,7 +35,7 @@ CLOSED = (
     "This letter has closed, so its signatures can no longer be changed. "
     "You can still withdraw your signature or hide your name."
 )
-GONE = "The signature this link was for has been withdrawn. Nothing was changed."
+GONE = "The signature this link was for has been withdrawn or removed, so nothing was changed."
 UNCHANGED = "Nothing changed: your signature already looks like that."
 
 
