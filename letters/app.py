@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from letters import outbox
+from letters.authors.closing import Closer
 from letters.cache import TTLCache
 from letters.cors import PublicDataCORSMiddleware
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
@@ -25,13 +26,25 @@ from letters.fastpath import FastReadMiddleware
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import excerpt, render_markdown
+from letters.oidc import oidc_client, oidc_state_middleware
 from letters.openapi import openapi
 from letters.public import LetterNotFound
 from letters.security import BodyLimitMiddleware, SecurityHeadersMiddleware, csrf_token
 from letters.settings import PROJECT_ROOT, Settings
 from letters.snapshots import signing_key
 from letters.tokens import Signer
-from letters.views import api, ledger, letters, manage, press, verify
+from letters.views import (
+    api,
+    authors,
+    drafting,
+    history,
+    ledger,
+    letters,
+    manage,
+    moderation,
+    press,
+    verify,
+)
 
 logger = logging.getLogger("letters")
 
@@ -104,9 +117,12 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         if settings.mail_in_app:
             sender = outbox.Sender(app.state.writer, app.state.mail)
             sender.start()
+        closer = Closer(app.state.writer)  # Authors: letters close on their closing date
+        closer.start()
         try:
             yield
         finally:
+            await closer.stop()
             if sender is not None:
                 await sender.stop()
             await engine.dispose()
@@ -139,6 +155,96 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Route("/letters/{slug}/manage/sent", manage.link_sent, name="manage_sent"),
         Route("/manage/{token}", manage.manage_page, methods=["GET"], name="manage"),
         Route("/manage/{token}", manage.manage_action, methods=["POST"], name="manage_action"),
+        # Authors
+        Route("/letters/{slug}/history", history.history, name="history"),
+        Route("/letters/{slug}/history/{number:int}", history.version_page, name="letter_version"),
+        Route("/authors", authors.home, name="author_home"),
+        Route("/authors/sign-in", authors.sign_in, methods=["GET", "POST"], name="author_sign_in"),
+        Route("/authors/sign-in/sent", authors.sign_in_sent, name="author_sign_in_sent"),
+        # As for signers: GET shows a button, only POST uses the link.
+        Route("/authors/sign-in/{token}", authors.link_page, methods=["GET"], name="author_link"),
+        Route(
+            "/authors/sign-in/{token}",
+            authors.link_confirm,
+            methods=["POST"],
+            name="author_link_confirm",
+        ),
+        Route("/authors/sign-out", authors.sign_out, methods=["POST"], name="author_sign_out"),
+        Route("/authors/oidc/start", authors.oidc_start, name="author_oidc_start"),
+        Route("/authors/oidc/callback", authors.oidc_callback, name="author_oidc_callback"),
+        Route("/authors/admin", authors.admin, methods=["GET", "POST"], name="author_admin"),
+        Route(
+            "/authors/letters/new", drafting.new_letter, methods=["GET", "POST"], name="author_new"
+        ),
+        Route("/authors/letters/{slug}", drafting.overview, name="author_letter"),
+        Route(
+            "/authors/letters/{slug}/edit",
+            drafting.edit,
+            methods=["GET", "POST"],
+            name="author_edit",
+        ),
+        Route("/authors/letters/{slug}/preview", drafting.preview, name="author_preview"),
+        Route(
+            "/authors/letters/{slug}/publish",
+            drafting.publish,
+            methods=["POST"],
+            name="author_publish",
+        ),
+        Route(
+            "/authors/letters/{slug}/close", drafting.close, methods=["POST"], name="author_close"
+        ),
+        Route(
+            "/authors/letters/{slug}/reopen",
+            drafting.reopen,
+            methods=["POST"],
+            name="author_reopen",
+        ),
+        Route(
+            "/authors/letters/{slug}/settings",
+            drafting.settings_page,
+            methods=["GET", "POST"],
+            name="author_settings",
+        ),
+        Route(
+            "/authors/letters/{slug}/revise",
+            drafting.revise,
+            methods=["GET", "POST"],
+            name="author_revise",
+        ),
+        Route(
+            "/authors/letters/{slug}/authors",
+            drafting.authors_page,
+            methods=["GET", "POST"],
+            name="author_authors",
+        ),
+        Route(
+            "/authors/letters/{slug}/authors/{author_id:int}/remove",
+            drafting.remove_author,
+            methods=["POST"],
+            name="author_remove",
+        ),
+        Route(
+            "/authors/letters/{slug}/signatures", moderation.signatures, name="author_signatures"
+        ),
+        Route(
+            "/authors/letters/{slug}/signatures/{signature_id:int}/hide",
+            moderation.hide,
+            methods=["POST"],
+            name="author_hide",
+        ),
+        Route(
+            "/authors/letters/{slug}/signatures/{signature_id:int}/invalidate",
+            moderation.invalidate,
+            methods=["GET", "POST"],
+            name="author_invalidate",
+        ),
+        Route("/authors/letters/{slug}/audit", moderation.audit_log, name="author_audit"),
+        Route("/authors/letters/{slug}/export", moderation.export_page, name="author_export"),
+        Route(
+            "/authors/letters/{slug}/export.csv",
+            moderation.export_csv,
+            name="author_export_csv",
+        ),
         Route("/api/openapi.json", openapi, name="openapi"),
         Route("/api/letters", api.list_letters, name="api_letters"),
         Route("/api/letters/{slug}", api.letter_detail, name="api_letter"),
@@ -163,6 +269,8 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         Middleware(PublicDataCORSMiddleware),
     ]
+    if settings.oidc_enabled:  # Authors: single sign-on keeps its state in a signed cookie
+        middleware.append(oidc_state_middleware(settings))
     exception_handlers: dict[Any, Any] = {
         HTTPException: http_exception,
         OperationalError: database_unavailable,
@@ -183,6 +291,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     app.state.signer = signer
     app.state.snapshot_key = signing_key(settings.secret_key)
     app.state.mail = mail or make_backend(settings)
+    app.state.oidc = oidc_client(settings)
     return app
 
 

@@ -163,6 +163,28 @@ def cmd_verify_ledger(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_admin(args: argparse.Namespace) -> None:
+    from letters.authors.accounts import add_admin, admins
+    from letters.db import make_sync_engine
+    from letters.forms import FieldError
+
+    settings = _settings()
+    engine = make_sync_engine(settings)
+    try:
+        if args.admin_command == "list":
+            for email in admins(engine):
+                print(email)
+            return
+        try:
+            created = add_admin(engine, args.email)
+        except FieldError as error:
+            sys.exit(f"letters admin add: {error.message}")
+    finally:
+        engine.dispose()
+    action = "Added admin" if created else "Made admin"
+    print(f"{action} {args.email.strip()}: sign in at {settings.base_url}/authors/sign-in")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="letters", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
     import_parser.add_argument("file", metavar="LETTER.md")
     import_parser.set_defaults(handler=cmd_import)
+
+    admin = commands.add_parser("admin", help="manage the admins who allow letter authors")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    admin_add = admin_commands.add_parser("add", help="make EMAIL an admin (and an author)")
+    admin_add.add_argument("email", metavar="EMAIL")
+    admin_commands.add_parser("list", help="list the admins")
+    admin.set_defaults(handler=cmd_admin)
 
     purge = commands.add_parser(
         "purge", help="delete expired links and rate-limit rows; erase names that are due"

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     cache_seconds: float = Field(default=0.5, ge=0)
     db_pool_size: int = Field(default=10, gt=0)
     db_max_overflow: int = Field(default=10, ge=0)
+    # Authors' single sign-on (letters.oidc); all three, or none.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
 
     @field_validator("base_url")
     @classmethod
@@ -100,6 +104,17 @@ class Settings(BaseSettings):
         if value:
             parse_smtp_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        given = [bool(self.oidc_issuer), bool(self.oidc_client_id), bool(self.oidc_client_secret)]
+        if any(given) and not all(given):
+            raise ValueError("set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET together")
+        if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("OIDC_ISSUER must be the provider's URL")
+        if self.environment == "production" and self.oidc_issuer.startswith("http://"):
+            raise ValueError("OIDC_ISSUER must use https in production")
+        return self
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -130,6 +145,10 @@ class Settings(BaseSettings):
             return self.mail_from
         address = parseaddr(self.mail_from)[1] or self.mail_from
         return formataddr((self.mail_from_name, address)) if self.mail_from_name else address
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
 
     @property
     def is_sqlite(self) -> bool:

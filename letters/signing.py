@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters import ledger, outbox, reveal
+from letters.authors import blocks, milestones
 from letters.domains import match_domain, refusal_message
 from letters.forms import FieldError, SignatureInput
 from letters.mail import Message
@@ -224,6 +225,10 @@ async def confirm(
                 commitment=ledger.commitment(receipt),
                 verified_at=now,
                 updated_at=now,
+                # The version of the text this signature confirms (read in this statement).
+                letter_version=select(Letter.version)
+                .where(Letter.id == pending.letter_id)
+                .scalar_subquery(),
             )
             .on_conflict_do_nothing(
                 index_elements=[signature_table.c.letter_id, signature_table.c.email_hash]
@@ -233,6 +238,10 @@ async def confirm(
     ).scalar_one_or_none()
 
     if inserted is not None:
+        # The authors invalidated this person's signature: it cannot be confirmed back in.
+        if await blocks.is_blocked(session, pending.letter_id, pending.email_hash):
+            await session.rollback()
+            raise blocks.SignatureRemoved
         await count(session, pending.letter_id, pending.organization, pending.show_name, now)
         await ledger.append(
             session,
@@ -245,6 +254,8 @@ async def confirm(
             commitment=ledger.commitment(receipt),
             now=now,
         )
+        # Round counts and the goal email the authors, once each (letters.authors.milestones).
+        await milestones.check(session, pending.letter_id, settings, now)
         outcome = "verified"
     else:
         await _update_existing(session, pending, now)
@@ -353,6 +364,10 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
     signature.title = pending.title
     signature.show_name = pending.show_name
     signature.reveal_at = None if pending.show_name else pending.reveal_at
+    # Confirming again confirms the text as it is now.
+    signature.letter_version = (
+        await session.exec(select(Letter.version).where(Letter.id == pending.letter_id))
+    ).one()
     signature.updated_at = now
     session.add(signature)
     await session.flush()

@@ -1,0 +1,391 @@
+"""Author accounts, sign-in links and sessions.
+
+Sign-in links follow the signers' rules: a link is a signed, timestamped token naming one
+`AuthorLink` row and carrying a nonce whose hash the row keeps; opening it (GET) only shows
+a button, and pressing it (POST) uses the link, once, before it expires. Mail scanners can
+open the link as often as they like.
+
+A session is a random token in a signed, HttpOnly, SameSite cookie; the database keeps the
+token's hash. Signing out deletes the row, so a copy of the cookie taken before is
+worthless afterwards, and a forged cookie fails the signature check before any lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy import Engine, delete, update
+from sqlmodel import Session, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters import outbox
+from letters.authors import emails
+from letters.db import writer
+from letters.domains import AddressError, parse_address
+from letters.forms import FieldError
+from letters.models import Author, AuthorLink, AuthorSession, utcnow
+from letters.ratelimit import Limit, hit, ip_prefix
+from letters.settings import Settings
+from letters.tokens import LinkUsed, Signer, TokenError, hash_nonce, new_nonce
+
+LINK_SALT = "author-link"
+SESSION_SALT = "author-session"
+LINK_MAX_AGE = 3600  # sign-in links are used at once; an hour is plenty
+SESSION_DAYS = 14
+# Sign-in emails per address per rate-limit window: enough for typos, not for flooding.
+LINKS_PER_ADDRESS = 5
+
+
+class NotAnAuthor(Exception):
+    """This person has no author account here (or it was disabled)."""
+
+
+def normalize_email(raw: Any, field: str = "email") -> str:
+    """An author's address as stored: checked, ASCII domain, lower case."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise FieldError(field, "Enter an email address.")
+    if len(raw) > 256:
+        raise FieldError(field, "That email address is too long.")
+    try:
+        return parse_address(raw).email
+    except AddressError as error:
+        raise FieldError(field, error.message) from None
+
+
+async def find_author(session: AsyncSession, email: str) -> Author | None:
+    return (await session.exec(select(Author).where(Author.email == email))).first()
+
+
+async def add_author(
+    session: AsyncSession, email: str, *, admin: bool = False, can_create: bool = True
+) -> tuple[Author, bool]:
+    """Create an author, or grant more to an existing one (never less). Returns (author, new).
+
+    The caller commits.
+    """
+    author = await find_author(session, email)
+    created = author is None
+    if author is None:
+        author = Author(email=email)
+    author.is_admin = author.is_admin or admin
+    author.can_create = author.can_create or can_create or admin
+    author.disabled_at = None
+    session.add(author)
+    await session.flush()
+    return author, created
+
+
+async def list_authors(session: AsyncSession) -> list[Author]:
+    return list((await session.exec(select(Author).order_by(col(Author.email)))).all())
+
+
+async def set_can_create(session: AsyncSession, author_id: int, allowed: bool) -> Author | None:
+    """Allow or stop an author starting letters; admins always may. The caller commits."""
+    author = await session.get(Author, author_id)
+    if author is None or author.is_admin:
+        return author
+    author.can_create = allowed
+    session.add(author)
+    await session.flush()
+    return author
+
+
+# --- sign-in links -----------------------------------------------------------------------
+
+
+def make_link_token(signer: Signer, link_id: int, nonce: str) -> str:
+    return str(signer.timed(LINK_SALT).dumps({"l": link_id, "n": nonce}))
+
+
+def _read_link_token(signer: Signer, token: str) -> tuple[int, str]:
+    if not token.isascii() or len(token) > 500:
+        raise TokenError("invalid_token", "This sign-in link is not valid.")
+    try:
+        data: Any = signer.timed(LINK_SALT).loads(token, max_age=LINK_MAX_AGE)
+    except SignatureExpired:
+        raise TokenError("expired_token", "This sign-in link has expired.") from None
+    except BadSignature:
+        raise TokenError("invalid_token", "This sign-in link is not valid.") from None
+    if (
+        not isinstance(data, dict)
+        or type(data.get("l")) is not int
+        or not isinstance(data.get("n"), str)
+    ):
+        raise TokenError("invalid_token", "This sign-in link is not valid.")
+    return data["l"], data["n"]
+
+
+async def request_link(
+    session: AsyncSession,
+    raw_email: Any,
+    *,
+    client_host: str | None,
+    signer: Signer,
+    settings: Settings,
+    next_path: str | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    """Email a sign-in link if the address belongs to an author. Commits.
+
+    `next_path` (already checked to be an author page) is where the link leads afterwards.
+
+    Returns the queued email's id, or None when there is no such author: the page says the
+    same either way, so it cannot be used to find out who writes letters here. Raises
+    FieldError or RateLimited (then nothing is written).
+    """
+    now = now or utcnow()
+    email = normalize_email(raw_email)
+    await hit(
+        session,
+        [
+            Limit("author:" + signer.key_hash("author-email", email), LINKS_PER_ADDRESS),
+            Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
+        ],
+        settings.limit_window,
+        now,
+    )
+    author = await find_author(session, email)
+    if author is None or author.disabled_at is not None:
+        await session.commit()
+        return None
+    await session.exec(  # type: ignore[call-overload]
+        delete(AuthorLink).where(col(AuthorLink.expires_at) < now - timedelta(days=1))
+    )
+    nonce = new_nonce()
+    link = AuthorLink(
+        author_id=author.id,  # type: ignore[arg-type]
+        nonce_hash=hash_nonce(nonce),
+        created_at=now,
+        expires_at=now + timedelta(seconds=LINK_MAX_AGE),
+    )
+    session.add(link)
+    await session.flush()
+    token = make_link_token(signer, link.id, nonce)  # type: ignore[arg-type]
+    url = f"{settings.base_url}/authors/sign-in/{token}"
+    if next_path:
+        url += "?next=" + quote(next_path)
+    context = {
+        "link": url,
+        "minutes": LINK_MAX_AGE // 60,
+        "site": settings.base_url,
+    }
+    outbox_id = await outbox.enqueue(session, emails.render("sign_in", email, context), now)
+    await session.commit()
+    return outbox_id
+
+
+@dataclass(frozen=True)
+class LinkView:
+    link: AuthorLink
+    author: Author
+
+
+async def inspect_link(
+    session: AsyncSession, token: str, signer: Signer, now: datetime | None = None
+) -> LinkView:
+    """Read a sign-in link without using it (safe for GET, HEAD and mail scanners)."""
+    now = now or utcnow()
+    link_id, nonce = _read_link_token(signer, token)
+    link = await session.get(AuthorLink, link_id)
+    if link is None or link.nonce_hash != hash_nonce(nonce):
+        raise TokenError("invalid_token", "This sign-in link is not valid.")
+    if link.used_at is not None:
+        raise LinkUsed
+    if link.expires_at <= now:
+        raise TokenError("expired_token", "This sign-in link has expired.")
+    author = await session.get(Author, link.author_id)
+    if author is None or author.disabled_at is not None:
+        raise TokenError("invalid_token", "This sign-in link is not valid.")
+    return LinkView(link=link, author=author)
+
+
+async def use_link(
+    session: AsyncSession, token: str, signer: Signer, now: datetime | None = None
+) -> tuple[Author, str]:
+    """Use a sign-in link, once, and start a session. Commits. Returns (author, session token)."""
+    now = now or utcnow()
+    view = await inspect_link(session, token, signer, now)
+    claimed = await session.exec(  # type: ignore[call-overload]
+        update(AuthorLink)
+        .where(
+            col(AuthorLink.id) == view.link.id,
+            col(AuthorLink.used_at).is_(None),
+            col(AuthorLink.expires_at) > now,
+        )
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        await session.rollback()
+        raise LinkUsed
+    token_value = await start_session(session, view.author, "link", now)
+    return view.author, token_value
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def start_session(
+    session: AsyncSession, author: Author, method: str, now: datetime | None = None
+) -> str:
+    """Record a new session for `author` and commit; returns the token for the cookie."""
+    now = now or utcnow()
+    token = secrets.token_urlsafe(32)
+    await session.exec(  # type: ignore[call-overload]
+        delete(AuthorSession).where(
+            col(AuthorSession.author_id) == author.id, col(AuthorSession.expires_at) < now
+        )
+    )
+    session.add(
+        AuthorSession(
+            author_id=author.id,  # type: ignore[arg-type]
+            token_hash=_token_hash(token),
+            method=method,
+            created_at=now,
+            expires_at=now + timedelta(days=SESSION_DAYS),
+        )
+    )
+    await session.exec(  # type: ignore[call-overload]
+        update(Author).where(col(Author.id) == author.id).values(last_sign_in_at=now)
+    )
+    await session.commit()
+    return token
+
+
+def cookie_value(signer: Signer, token: str) -> str:
+    return str(signer.untimed(SESSION_SALT).dumps(token))
+
+
+def _token_from_cookie(signer: Signer, value: str | None) -> str | None:
+    if not value or not value.isascii() or len(value) > 200:
+        return None
+    try:
+        token: Any = signer.untimed(SESSION_SALT).loads(value)
+    except BadSignature:
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+async def load_session(
+    session: AsyncSession, signer: Signer, cookie: str | None, now: datetime | None = None
+) -> Author | None:
+    """The author a session cookie belongs to, or None (forged, expired or signed out)."""
+    now = now or utcnow()
+    token = _token_from_cookie(signer, cookie)
+    if token is None:
+        return None
+    row = (
+        await session.exec(
+            select(Author)
+            .join(AuthorSession, col(AuthorSession.author_id) == col(Author.id))
+            .where(
+                AuthorSession.token_hash == _token_hash(token),
+                col(AuthorSession.expires_at) > now,
+                col(Author.disabled_at).is_(None),
+            )
+        )
+    ).first()
+    return row
+
+
+async def end_session(session: AsyncSession, signer: Signer, cookie: str | None) -> None:
+    """Sign out this browser. Commits."""
+    token = _token_from_cookie(signer, cookie)
+    if token is not None:
+        await session.exec(  # type: ignore[call-overload]
+            delete(AuthorSession).where(col(AuthorSession.token_hash) == _token_hash(token))
+        )
+    await session.commit()
+
+
+async def end_all_sessions(session: AsyncSession, author_id: int) -> None:
+    """Sign an author out everywhere. Commits."""
+    await session.exec(  # type: ignore[call-overload]
+        delete(AuthorSession).where(col(AuthorSession.author_id) == author_id)
+    )
+    await session.commit()
+
+
+# --- single sign-on ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a verified id_token says about the person."""
+
+    issuer: str
+    subject: str
+    email: str | None  # only when the provider says it is verified
+    name: str
+
+
+async def author_for_identity(
+    session: AsyncSession, identity: Identity, now: datetime | None = None
+) -> Author:
+    """The author this provider identity belongs to; links it on first use. Commits.
+
+    Known (issuer, subject) pairs sign in directly. Otherwise the provider's verified email
+    must be an author's address, and the pair is remembered for next time. Raises
+    NotAnAuthor.
+    """
+    author = (
+        await session.exec(
+            select(Author).where(
+                Author.oidc_issuer == identity.issuer, Author.oidc_subject == identity.subject
+            )
+        )
+    ).first()
+    if author is None and identity.email:
+        try:
+            email = normalize_email(identity.email)
+        except FieldError:
+            raise NotAnAuthor from None
+        author = await find_author(session, email)
+        if author is not None and author.oidc_subject is None:
+            author.oidc_issuer, author.oidc_subject = identity.issuer, identity.subject
+            if identity.name and not author.name:
+                author.name = identity.name[:100]
+            session.add(author)
+            await session.flush()
+        elif author is not None:
+            author = None  # already linked to another identity: refuse rather than guess
+    if author is None or author.disabled_at is not None:
+        await session.rollback()
+        raise NotAnAuthor
+    await session.commit()
+    return author
+
+
+# --- the command line (synchronous) --------------------------------------------------------
+
+
+def add_admin(engine: Engine, raw_email: str) -> bool:
+    """`letters admin add`: make someone an admin (and an author). True if newly created.
+
+    Raises FieldError for a bad address.
+    """
+    email = normalize_email(raw_email)
+    with Session(writer(engine)) as session:
+        author = session.exec(select(Author).where(Author.email == email)).first()
+        created = author is None
+        author = author or Author(email=email)
+        author.is_admin = author.can_create = True
+        author.disabled_at = None
+        session.add(author)
+        session.commit()
+    return created
+
+
+def admins(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        rows = session.exec(select(Author.email).where(col(Author.is_admin).is_(True)))
+        return sorted(rows.all())

@@ -1,0 +1,81 @@
+"""The audit log of a letter: what each author did, for the letter's authors to read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.models import AuditEntry, Author, utcnow
+
+
+class Action(StrEnum):
+    created = "created"
+    edited = "edited"
+    published = "published"
+    revised = "revised"
+    closed = "closed"
+    reopened = "reopened"
+    settings = "settings"
+    invited = "invited"
+    removed_author = "removed_author"
+    hid_name = "hid_name"
+    invalidated = "invalidated"
+
+
+LABELS = {
+    Action.created: "Started the draft",
+    Action.edited: "Edited the draft",
+    Action.published: "Published the letter",
+    Action.revised: "Published a new version",
+    Action.closed: "Closed the letter",
+    Action.reopened: "Reopened the letter",
+    Action.settings: "Changed the settings",
+    Action.invited: "Added a co-author",
+    Action.removed_author: "Removed a co-author",
+    Action.hid_name: "Hid a signer's name",
+    Action.invalidated: "Invalidated a signature",
+}
+
+MODERATION = (Action.hid_name, Action.invalidated)
+
+
+async def record(
+    session: AsyncSession,
+    letter_id: int,
+    author: Author,
+    action: Action,
+    *,
+    organization: str = "",
+    commitment: str = "",
+    detail: str = "",
+    now: datetime | None = None,
+) -> None:
+    """Add an entry in the caller's transaction."""
+    session.add(
+        AuditEntry(
+            letter_id=letter_id,
+            author_id=author.id,
+            author_email=author.email,
+            action=action,
+            organization=organization,
+            commitment=commitment,
+            detail=detail[:500],
+            created_at=now or utcnow(),
+        )
+    )
+    await session.flush()
+
+
+async def entries(
+    session: AsyncSession, letter_id: int, moderation_only: bool = False, limit: int = 500
+) -> Sequence[AuditEntry]:
+    """The newest entries first."""
+    statement = select(AuditEntry).where(AuditEntry.letter_id == letter_id)
+    if moderation_only:
+        statement = statement.where(col(AuditEntry.action).in_(MODERATION))
+    statement = statement.order_by(col(AuditEntry.id).desc()).limit(limit)
+    return (await session.exec(statement)).all()

@@ -1,0 +1,26 @@
+"""Invalidated signatures stay invalid: `signing.confirm` asks here before counting."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.models import BlockedSigner
+from letters.tokens import TokenError
+
+
+class SignatureRemoved(TokenError):
+    """The authors invalidated this person's signature; their links no longer confirm."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "invalid_token",
+            "The authors of this letter removed this signature, so it cannot be confirmed again.",
+        )
+
+
+async def is_blocked(session: AsyncSession, letter_id: int, email_hash: str) -> bool:
+    statement = select(BlockedSigner.id).where(
+        BlockedSigner.letter_id == letter_id, BlockedSigner.email_hash == email_hash
+    )
+    return (await session.exec(statement)).first() is not None

@@ -1,0 +1,113 @@
+"""Co-authors: the owner invites people by email; they sign in like any author."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters import outbox
+from letters.authors import audit, emails
+from letters.authors.access import NotAllowed, letter_for
+from letters.authors.accounts import find_author, normalize_email
+from letters.forms import FieldError
+from letters.models import Author, AuthorRole, LetterAuthor, utcnow
+from letters.settings import Settings
+
+MAX_AUTHORS = 20
+
+
+async def authors_of(session: AsyncSession, letter_id: int) -> list[tuple[Author, LetterAuthor]]:
+    """The letter's authors, owner first, then in the order they joined."""
+    rows = await session.exec(
+        select(Author, LetterAuthor)
+        .join(LetterAuthor, col(LetterAuthor.author_id) == col(Author.id))
+        .where(LetterAuthor.letter_id == letter_id)
+        .order_by(col(LetterAuthor.role).desc(), col(LetterAuthor.id))
+    )
+    return [(author, membership) for author, membership in rows.all()]
+
+
+async def invite(
+    session: AsyncSession,
+    owner: Author,
+    slug: str,
+    raw_email: Any,
+    settings: Settings,
+    now: datetime | None = None,
+) -> int:
+    """Make someone a co-author (creating their account) and email them. Commits.
+
+    Returns the queued email's id. Raises FieldError, NotAllowed or LetterNotFound.
+    """
+    now = now or utcnow()
+    letter = (await letter_for(session, owner, slug, owner=True)).letter
+    assert letter.id is not None
+    email = normalize_email(raw_email)
+    current = await authors_of(session, letter.id)
+    if any(author.email == email for author, _ in current):
+        raise FieldError("email", f"{email} is already an author of this letter.")
+    if len(current) >= MAX_AUTHORS:
+        raise FieldError("email", f"A letter can have at most {MAX_AUTHORS} authors.")
+    invitee = await find_author(session, email)
+    if invitee is None:
+        invitee = Author(email=email, created_at=now)
+        session.add(invitee)
+        await session.flush()
+    elif invitee.disabled_at is not None:
+        raise FieldError("email", "This person's account was disabled by an admin.")
+    session.add(
+        LetterAuthor(
+            letter_id=letter.id,
+            author_id=invitee.id,  # type: ignore[arg-type]
+            role=AuthorRole.coauthor,
+            created_at=now,
+        )
+    )
+    await audit.record(session, letter.id, owner, audit.Action.invited, detail=email, now=now)
+    context = {
+        "letter": letter,
+        "inviter": owner.email,
+        "sign_in": f"{settings.base_url}/authors/sign-in",
+        "site": settings.base_url,
+    }
+    outbox_id = await outbox.enqueue(session, emails.render("invited", email, context), now)
+    await session.commit()
+    return outbox_id
+
+
+async def remove(
+    session: AsyncSession,
+    author: Author,
+    slug: str,
+    author_id: int,
+    now: datetime | None = None,
+) -> None:
+    """The owner removes a co-author, or a co-author leaves. Commits."""
+    now = now or utcnow()
+    access = await letter_for(session, author, slug)
+    leaving = author_id == author.id
+    if not access.is_owner and not leaving:
+        raise NotAllowed("Only the letter's owner can remove co-authors.")
+    letter_id = access.letter.id
+    assert letter_id is not None
+    member = (
+        await session.exec(
+            select(Author, LetterAuthor)
+            .join(LetterAuthor, col(LetterAuthor.author_id) == col(Author.id))
+            .where(LetterAuthor.letter_id == letter_id, LetterAuthor.author_id == author_id)
+        )
+    ).first()
+    if member is None:
+        raise NotAllowed("This person is not an author of this letter.")
+    if member[1].role == AuthorRole.owner:
+        raise NotAllowed("The owner cannot be removed.")
+    await session.exec(delete(LetterAuthor).where(col(LetterAuthor.id) == member[1].id))  # type: ignore[call-overload]
+    detail = member[0].email + (" (left)" if leaving else "")
+    await audit.record(
+        session, letter_id, author, audit.Action.removed_author, detail=detail, now=now
+    )
+    await session.commit()

@@ -1,0 +1,331 @@
+"""A letter's life: start a draft, edit it, publish, close, reopen, change its settings.
+
+Each function checks the author's part in the letter (letters.authors.access) inside the
+transaction that writes, records what it did in the audit log, and commits; on any error
+it rolls back, so a refused publish leaves the draft exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.authors import audit
+from letters.authors.access import Access, NotAllowed, letter_for, require_creator
+from letters.authors.forms import FormErrors, LetterDraft, LetterSettings, closes_on
+from letters.models import (
+    AllowedDomain,
+    Author,
+    AuthorRole,
+    Letter,
+    LetterAuthor,
+    LetterStatus,
+    LetterVersion,
+    utcnow,
+)
+
+SLUG_TAKEN = "Another letter already has this address. Choose another."
+
+
+class PublishRefused(Exception):
+    """The draft is not ready; `problems` says what to fix (field -> message)."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__(", ".join(problems))
+        self.problems = problems
+
+
+class EditConflict(Exception):
+    """Someone else saved the letter after this form was opened."""
+
+
+async def domains_of(session: AsyncSession, letter_id: int) -> Sequence[AllowedDomain]:
+    statement = (
+        select(AllowedDomain)
+        .where(AllowedDomain.letter_id == letter_id)
+        .order_by(col(AllowedDomain.organization), col(AllowedDomain.domain))
+    )
+    return (await session.exec(statement)).all()
+
+
+async def _slug_free(session: AsyncSession, slug: str, letter_id: int | None) -> None:
+    other = (await session.exec(select(Letter.id).where(Letter.slug == slug))).first()
+    if other is not None and other != letter_id:
+        raise FormErrors({"slug": SLUG_TAKEN})
+
+
+async def _replace_domains(session: AsyncSession, letter_id: int, draft: LetterDraft) -> None:
+    await session.exec(delete(AllowedDomain).where(col(AllowedDomain.letter_id) == letter_id))  # type: ignore[call-overload]
+    for spec in draft.domains:
+        session.add(
+            AllowedDomain(
+                letter_id=letter_id,
+                domain=spec.domain,
+                organization=spec.organization,
+                include_subdomains=spec.include_subdomains,
+            )
+        )
+
+
+async def _commit_or_slug_taken(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:  # another letter took the slug between the check and the write
+        await session.rollback()
+        raise FormErrors({"slug": SLUG_TAKEN}) from None
+
+
+async def create_draft(
+    session: AsyncSession, author: Author, draft: LetterDraft, now: datetime | None = None
+) -> Letter:
+    """Start a letter; its author owns it. Raises NotAllowed or FormErrors."""
+    now = now or utcnow()
+    require_creator(author)
+    await _slug_free(session, draft.slug, None)
+    letter = Letter(
+        slug=draft.slug,
+        title=draft.title,
+        body=draft.body,
+        status=LetterStatus.draft,
+        ask_title=draft.ask_title,
+        goal=draft.goal,
+        closes_at=draft.closes_at,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(letter)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise FormErrors({"slug": SLUG_TAKEN}) from None
+    assert letter.id is not None
+    session.add(LetterAuthor(letter_id=letter.id, author_id=author.id, role=AuthorRole.owner))  # type: ignore[arg-type]
+    await _replace_domains(session, letter.id, draft)
+    await audit.record(session, letter.id, author, audit.Action.created, now=now)
+    await _commit_or_slug_taken(session)
+    return letter
+
+
+def stamp(letter: Letter) -> str:
+    """Identifies the saved state of a letter, to notice edits made by someone else."""
+    return f"{letter.version}:{letter.updated_at.isoformat()}"
+
+
+async def save_draft(
+    session: AsyncSession,
+    author: Author,
+    slug: str,
+    draft: LetterDraft,
+    loaded: str | None = None,
+    now: datetime | None = None,
+) -> Letter:
+    """Save a draft in place (drafts have no versions yet).
+
+    `loaded` is the `stamp()` of the letter when the form was opened: if someone saved
+    since, raises EditConflict and writes nothing. Raises NotAllowed once published.
+    """
+    now = now or utcnow()
+    access = await letter_for(session, author, slug)
+    letter = access.letter
+    if letter.status != LetterStatus.draft:
+        raise NotAllowed("This letter is published: its text changes only by a new version.")
+    if loaded and loaded != stamp(letter):
+        raise EditConflict
+    if draft.slug != letter.slug:
+        await _slug_free(session, draft.slug, letter.id)
+    assert letter.id is not None
+    letter.slug = draft.slug
+    letter.title = draft.title
+    letter.body = draft.body
+    letter.ask_title = draft.ask_title
+    letter.goal = draft.goal
+    letter.closes_at = draft.closes_at
+    letter.updated_at = now
+    session.add(letter)
+    await _replace_domains(session, letter.id, draft)
+    await audit.record(session, letter.id, author, audit.Action.edited, now=now)
+    await _commit_or_slug_taken(session)
+    return letter
+
+
+def readiness(letter: Letter, domains: Sequence[AllowedDomain], now: datetime) -> dict[str, str]:
+    """What a draft still needs before it can be published (empty when ready)."""
+    problems: dict[str, str] = {}
+    if not letter.body.strip():
+        problems["body"] = "Write the letter's text."
+    if not domains:
+        problems["domains"] = "Add at least one company domain whose staff may sign."
+    if letter.closes_at is not None and letter.closes_at <= now:
+        problems["closes_on"] = "The closing date has passed: choose a later one or remove it."
+    return problems
+
+
+async def publish(
+    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
+) -> Letter:
+    """Make a draft public as version 1. Raises PublishRefused (nothing changes) or NotAllowed."""
+    now = now or utcnow()
+    access = await letter_for(session, author, slug)
+    letter = access.letter
+    if letter.status != LetterStatus.draft:
+        raise NotAllowed("This letter is already published.")
+    assert letter.id is not None
+    problems = readiness(letter, await domains_of(session, letter.id), now)
+    if problems:
+        await session.rollback()
+        raise PublishRefused(problems)
+    changed = await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.draft)
+        .values(
+            status=LetterStatus.published,
+            published_at=now,
+            closed_at=None,
+            version=1,
+            revised_at=None,
+            revision_note="",
+            updated_at=now,
+        )
+    )
+    if changed.rowcount != 1:  # another author published it a moment ago
+        await session.rollback()
+        raise NotAllowed("This letter is already published.")
+    session.add(
+        LetterVersion(
+            letter_id=letter.id,
+            number=1,
+            title=letter.title,
+            body=letter.body,
+            note="",
+            author_id=author.id,
+            created_at=now,
+        )
+    )
+    await audit.record(session, letter.id, author, audit.Action.published, now=now)
+    await session.commit()
+    return letter
+
+
+async def close(
+    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
+) -> Letter:
+    """Stop new signatures; the letter and its counts stay public."""
+    now = now or utcnow()
+    letter = (await letter_for(session, author, slug)).letter
+    changed = await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.published)
+        .values(status=LetterStatus.closed, closed_at=now, updated_at=now)
+    )
+    if changed.rowcount != 1:
+        await session.rollback()
+        raise NotAllowed("Only a published letter can be closed.")
+    await audit.record(session, letter.id, author, audit.Action.closed, now=now)  # type: ignore[arg-type]
+    await session.commit()
+    return letter
+
+
+async def reopen(
+    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
+) -> Letter:
+    """Take signatures again after closing, unless the closing date has passed."""
+    now = now or utcnow()
+    letter = (await letter_for(session, author, slug)).letter
+    if letter.status == LetterStatus.closed and letter.closes_at and letter.closes_at <= now:
+        await session.rollback()
+        raise NotAllowed(
+            "The closing date has passed. Set a later closing date (or none) in the "
+            "settings, then reopen."
+        )
+    changed = await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.closed)
+        .values(status=LetterStatus.published, closed_at=None, updated_at=now)
+    )
+    if changed.rowcount != 1:
+        await session.rollback()
+        raise NotAllowed("Only a closed letter can be reopened.")
+    await audit.record(session, letter.id, author, audit.Action.reopened, now=now)  # type: ignore[arg-type]
+    await session.commit()
+    return letter
+
+
+async def change_settings(
+    session: AsyncSession,
+    author: Author,
+    slug: str,
+    new: LetterSettings,
+    now: datetime | None = None,
+) -> Letter:
+    """Goal, closing date, whether a job title is asked, and more domains.
+
+    Once published, domains can be added but not removed or renamed: signatures were
+    counted under their organizations.
+    """
+    now = now or utcnow()
+    access: Access = await letter_for(session, author, slug)
+    letter = access.letter
+    assert letter.id is not None
+    existing = {rule.domain for rule in await domains_of(session, letter.id)}
+    errors = {}
+    for index, spec in enumerate(new.domains):
+        if spec.domain in existing:
+            errors[f"domain-{index}"] = f"{spec.domain} is already allowed."
+    if errors:
+        await session.rollback()
+        raise FormErrors(errors)
+    changes = []
+    if new.goal != letter.goal:
+        changes.append(f"goal: {new.goal:,}" if new.goal else "no goal")
+    if new.closes_at != letter.closes_at:
+        changes.append(
+            f"closes at the end of {closes_on(new.closes_at)} (UTC)"
+            if new.closes_at
+            else "no closing date"
+        )
+    if new.ask_title != letter.ask_title:
+        changes.append("asks for a job title" if new.ask_title else "does not ask for a job title")
+    for spec in new.domains:
+        session.add(
+            AllowedDomain(
+                letter_id=letter.id,
+                domain=spec.domain,
+                organization=spec.organization,
+                include_subdomains=spec.include_subdomains,
+            )
+        )
+        changes.append(f"added {spec.domain} ({spec.organization})")
+    letter.goal, letter.closes_at, letter.ask_title = new.goal, new.closes_at, new.ask_title
+    letter.updated_at = now
+    session.add(letter)
+    if changes:
+        detail = "; ".join(changes)
+        await audit.record(
+            session, letter.id, author, audit.Action.settings, detail=detail, now=now
+        )
+    await session.commit()
+    return letter
+
+
+async def close_due(session: AsyncSession, now: datetime | None = None) -> list[str]:
+    """Close the published letters whose closing date has come. Commits; returns their slugs."""
+    now = now or utcnow()
+    closed = await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(
+            col(Letter.status) == LetterStatus.published,
+            col(Letter.closes_at).is_not(None),
+            col(Letter.closes_at) <= now,
+        )
+        .values(status=LetterStatus.closed, closed_at=now, updated_at=now)
+        .returning(col(Letter.slug))
+    )
+    slugs = list(closed.scalars().all())
+    await session.commit()
+    return slugs

@@ -1,0 +1,258 @@
+"""Moderation: authors hide a troll's name or invalidate a signature, on the record.
+
+Authors never see an email address or a hidden name: the list below reads a name from the
+database only where it is public. Each action changes the counters, the public ledger and
+the audit log in one transaction, the way signing does (letters.signing).
+
+Invalidating deletes the signature and blocks its person (by the keyed hash of their
+address) from that letter: `signing.confirm` refuses their links from then on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import case, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters import ledger
+from letters.authors import audit
+from letters.authors.access import NotAllowed, letter_for
+from letters.forms import FieldError, clean_text
+from letters.models import (
+    Author,
+    BlockedSigner,
+    LedgerKind,
+    Letter,
+    LetterStatus,
+    PendingSignature,
+    Signature,
+    utcnow,
+)
+from letters.signing import count
+
+PAGE = 100
+
+
+class Reason(StrEnum):
+    spam = "spam"
+    not_employee = "not_employee"
+    impersonation = "impersonation"
+    other = "other"
+
+
+REASONS = {
+    Reason.spam: "Spam or abuse",
+    Reason.not_employee: "Not an employee (a shared or misused address)",
+    Reason.impersonation: "Impersonation: signed under someone else's name",
+    Reason.other: "Other",
+}
+
+
+class AlreadyDone(Exception):
+    """The signature is already hidden or no longer counted; nothing changed."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """A signature as authors see it: a public name, or only that it is hidden."""
+
+    id: int
+    named: bool
+    name: str  # "" when hidden
+    title: str  # "" when hidden
+    organization: str
+    verified_at: datetime
+    version: int
+
+
+def _public_columns() -> Any:
+    # A hidden name never leaves the database: the query itself blanks it.
+    public_name = case((col(Signature.show_name), col(Signature.name)), else_="")
+    public_title = case((col(Signature.show_name), col(Signature.title)), else_="")
+    return select(
+        Signature.id,
+        Signature.show_name,
+        public_name,
+        public_title,
+        Signature.organization,
+        Signature.verified_at,
+        Signature.letter_version,
+    )
+
+
+async def signatures(
+    session: AsyncSession,
+    letter: Letter,
+    after_id: int | None = None,
+    limit: int = PAGE,
+    named_only: bool = False,
+) -> tuple[list[Row], int | None]:
+    """A page of a letter's verified signatures, newest first; (rows, id to continue before)."""
+    statement = _public_columns().where(Signature.letter_id == letter.id)
+    if named_only:
+        statement = statement.where(col(Signature.show_name).is_(True))
+    if after_id is not None:
+        statement = statement.where(col(Signature.id) < after_id)
+    rows = (await session.exec(statement.order_by(col(Signature.id).desc()).limit(limit + 1))).all()
+    page = [Row(*row) for row in rows[:limit]]
+    return page, (page[-1].id if len(rows) > limit else None)
+
+
+async def row(session: AsyncSession, letter: Letter, signature_id: int) -> Row | None:
+    """One signature as authors see it."""
+    statement = _public_columns().where(
+        Signature.letter_id == letter.id, Signature.id == signature_id
+    )
+    found = (await session.exec(statement)).first()
+    return Row(*found) if found else None
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def _locked_signature(
+    session: AsyncSession, author: Author, slug: str, signature_id: int
+) -> tuple[Letter, Signature]:
+    letter = (await letter_for(session, author, slug)).letter
+    if letter.status == LetterStatus.draft:
+        raise NotAllowed("A draft has no signatures.")
+    # The signature first, then the letter's row (in count/ledger): the order confirm uses.
+    signature = (
+        await session.exec(
+            select(Signature)
+            .where(Signature.id == signature_id, Signature.letter_id == letter.id)
+            .with_for_update()
+        )
+    ).first()
+    if signature is None:
+        await session.rollback()
+        raise AlreadyDone
+    return letter, signature
+
+
+async def hide_name(
+    session: AsyncSession,
+    author: Author,
+    slug: str,
+    signature_id: int,
+    now: datetime | None = None,
+) -> None:
+    """Hide a shown name: the signature keeps counting, as hidden. Commits."""
+    now = now or utcnow()
+    letter, signature = await _locked_signature(session, author, slug, signature_id)
+    if not signature.show_name:
+        await session.rollback()
+        raise AlreadyDone
+    assert letter.id is not None
+    await session.exec(  # type: ignore[call-overload]
+        update(Letter)
+        .where(col(Letter.id) == letter.id)
+        .values(
+            named_count=col(Letter.named_count) - 1,
+            hidden_count=col(Letter.hidden_count) + 1,
+            updated_at=now,
+        )
+    )
+    await ledger.redact_names(session, letter.id, signature.commitment)
+    # The name is gone for good: the authors hid it, and nobody may see a hidden name.
+    signature.show_name = False
+    signature.name = ""
+    signature.title = ""
+    signature.reveal_at = None
+    signature.updated_at = now
+    session.add(signature)
+    await session.flush()
+    await ledger.append(
+        session,
+        letter.id,
+        LedgerKind.changed,
+        organization=signature.organization,
+        named=False,
+        name="",
+        title="",
+        commitment=signature.commitment,
+        now=now,
+    )
+    await audit.record(
+        session,
+        letter.id,
+        author,
+        audit.Action.hid_name,
+        organization=signature.organization,
+        commitment=signature.commitment,
+        detail=f"signed {signature.verified_at.date().isoformat()}",
+        now=now,
+    )
+    await session.commit()
+
+
+def parse_reason(reason: Any, details: Any) -> str:
+    """The recorded reason: one of REASONS, with optional details (required for "other")."""
+    if reason not in REASONS:
+        raise FieldError("reason", "Choose why this signature is invalid.")
+    text = clean_text(details, "details", "The details", 200)
+    if reason == Reason.other and not text:
+        raise FieldError("details", "Say why this signature is invalid.")
+    return f"{reason}: {text}" if text else str(reason)
+
+
+async def invalidate(
+    session: AsyncSession,
+    author: Author,
+    slug: str,
+    signature_id: int,
+    reason: str,
+    now: datetime | None = None,
+) -> None:
+    """Stop counting a signature and keep its person from confirming again. Commits."""
+    now = now or utcnow()
+    letter, signature = await _locked_signature(session, author, slug, signature_id)
+    assert letter.id is not None
+    await count(session, letter.id, signature.organization, signature.show_name, now, delta=-1)
+    if signature.show_name:
+        await ledger.redact_names(session, letter.id, signature.commitment)
+    await ledger.append(
+        session,
+        letter.id,
+        LedgerKind.invalidated,
+        organization=signature.organization,
+        named=False,
+        name="",
+        title="",
+        commitment=signature.commitment,
+        now=now,
+    )
+    blocked = BlockedSigner.__table__  # type: ignore[attr-defined]
+    await session.exec(  # type: ignore[call-overload]
+        _insert_for(session)(blocked)
+        .values(letter_id=letter.id, email_hash=signature.email_hash, created_at=now)
+        .on_conflict_do_nothing(index_elements=[blocked.c.letter_id, blocked.c.email_hash])
+    )
+    # Links already on their way for this person die with the signature.
+    await session.exec(  # type: ignore[call-overload]
+        delete(PendingSignature).where(
+            col(PendingSignature.letter_id) == letter.id,
+            col(PendingSignature.email_hash) == signature.email_hash,
+        )
+    )
+    await audit.record(
+        session,
+        letter.id,
+        author,
+        audit.Action.invalidated,
+        organization=signature.organization,
+        commitment=signature.commitment,
+        detail=f"{'named' if signature.show_name else 'hidden'}, signed "
+        f"{signature.verified_at.date().isoformat()}; reason {reason}",
+        now=now,
+    )
+    await session.delete(signature)
+    await session.commit()
