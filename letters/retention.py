@@ -17,12 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import Connection, delete, or_, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters import ledger
+from letters.db import SQLITE_BUSY_TIMEOUT_MS
 from letters.models import (
     Letter,
     LetterStatus,
@@ -60,6 +61,7 @@ async def purge_expired(
             delete(RateLimitHit).where(col(RateLimitHit.expires_at) < now)
         )
         await session.commit()
+    await _forget_sqlite_wal(maker)
     erased = [0, 0, 0]
     for letter_id in await _due_for_erasure(maker, now):
         async with maker() as session:
@@ -68,6 +70,32 @@ async def purge_expired(
         if counts is not None:
             erased = [erased[0] + 1, erased[1] + counts[0], erased[2] + counts[1]]
     return Purged(pending.rowcount, limits.rowcount, links.rowcount, *erased)
+
+
+async def _forget_sqlite_wal(maker: async_sessionmaker[AsyncSession]) -> None:
+    """SQLite: copy the write-ahead log into the database and empty it, if nobody is busy.
+
+    Deleted rows (sent emails with their addresses) are overwritten in the database file
+    (`secure_delete`), but the WAL file still holds the pages as they were written until a
+    checkpoint resets it. A TRUNCATE checkpoint with no busy wait does that now when the
+    database is idle, and gives up at once (to try again next time) when it is not, so it
+    never holds up signing.
+    """
+    bind = maker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return
+
+    def checkpoint(connection: Connection) -> None:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+    async with bind.connect() as connection:
+        await connection.run_sync(checkpoint)
 
 
 async def _due_for_erasure(maker: async_sessionmaker[AsyncSession], now: datetime) -> list[int]:
