@@ -8,8 +8,8 @@ keeps the nonce's hash. Opening it (GET) only reads. Using it (POST) claims it o
 the change, its counts and its ledger entries are all written and the link is used up, or
 nothing is.
 
-Row locks are taken in the order letter, then signature, the order in which a confirming
-transaction reaches the letter before it reveals waiting signatures (letters.reveal).
+Row locks are taken in the order confirm and the authors' moderation use: the signature,
+then the letter's row.
 
 On a closed letter a signer may still withdraw or hide their name (see `CLOSED_ALLOWS`):
 whoever signed must always be able to take their name off a public record, and the ledger
@@ -268,7 +268,11 @@ async def apply(
         if expired:
             raise TokenError("expired_token", EXPIRED)
         raise LinkUsed
-    # Lock the letter first (see the module docstring), and read its status again.
+    signature = await _signature_for(session, link, lock=True)
+    if signature is None:
+        await session.rollback()
+        raise SignatureGone
+    # Then the letter's row (see the module docstring), reading its status again.
     status = (
         await session.exec(  # type: ignore[call-overload]
             update(Letter)
@@ -280,10 +284,6 @@ async def apply(
     if status != LetterStatus.published and action not in CLOSED_ALLOWS:
         await session.rollback()
         raise LetterClosed
-    signature = await _signature_for(session, link, lock=True)
-    if signature is None:
-        await session.rollback()
-        raise SignatureGone
     try:
         if action == Action.withdraw:
             result = await _withdraw(session, signature, now)
@@ -323,7 +323,7 @@ async def _withdraw(
         letter_id,
         LedgerKind.withdrawn,
         organization=signature.organization,
-        named=signature.show_name,
+        named=False,  # as for invalidations: an entry that uncounts carries no name
         name="",
         title="",
         commitment=signature.commitment,
