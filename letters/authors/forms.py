@@ -26,6 +26,8 @@ MAX_NOTE = 300
 MAX_ORGANIZATION = 100
 MAX_GOAL = 10_000_000
 MAX_DOMAINS = 50
+# /authors/letters/new starts a letter, so no letter may be called "new".
+RESERVED_SLUGS = {"new"}
 DATE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 
 
@@ -114,6 +116,8 @@ def clean_slug(value: Any, title: str) -> str:
         text = slugify(title)
         if not text:
             raise FieldError("slug", "Choose the letter's address: letters, digits and hyphens.")
+    if text in RESERVED_SLUGS:
+        raise FieldError("slug", f"“{text}” is kept for the site itself. Choose another address.")
     if not SLUG_PATTERN.match(text):
         suggestion = slugify(text) or slugify(title)
         hint = f" For example: {suggestion}" if suggestion else ""

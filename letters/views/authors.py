@@ -33,6 +33,8 @@ NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 SAFE_NEXT = re.compile(r"\A/authors(/[a-z0-9\-/]*)?\Z")
 
 AuthorView = Callable[[Request, Author], Awaitable[Response]]
+# The most fields any author form has (the letter editor with its 50 domain rows).
+MAX_FIELDS = 200
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -88,6 +90,8 @@ def signed_in(view: AuthorView) -> Callable[[Request], Awaitable[Response]]:
         author = await current_author(request)
         if author is None:
             return to_sign_in(request)
+        if request.method == "POST":  # before anything else, even a redirect
+            await read_form(request, max_fields=MAX_FIELDS)
         try:
             return await view(request, author)
         except LetterNotFound:
