@@ -564,3 +564,24 @@ def test_apply_refuses_an_update_without_details_cleanly(settings, letter, mailb
     asyncio.run(run())
     c = assert_consistent(db)
     assert (c["named"], c["hidden"]) == (1, 0)
+
+
+def test_the_manage_page_never_prints_a_hidden_name(client, letter, mailbox, db):
+    signed(client, mailbox, "zed@microsoft.com", name="Zed Hiddenname", title="Secret Team")
+    token = link_for(client, mailbox, "zed@microsoft.com")
+    page = client.get(f"/manage/{token}")
+    assert "a verified employee of Microsoft (your name is hidden)" in page.text
+    for secret in ("Zed", "Hiddenname", "Secret Team"):
+        assert secret not in page.text
+    assert 'aria-describedby="name-hint"' in page.text
+    # Empty fields keep the stored name: a threshold can be set without typing it again.
+    done = act(client, token, "update", show_name="0", name="", title="", reveal_at="50")
+    assert done.status_code == 200
+    assert "Zed" not in done.text
+    signature = signature_of(db, "Zed Hiddenname")
+    assert (signature.title, signature.reveal_at) == ("Secret Team", 50)
+    # An error page does not print it either.
+    token = link_for(client, mailbox, "zed@microsoft.com")
+    refused = act(client, token, "update", show_name="0", name="", reveal_at="7")
+    assert refused.status_code == 422
+    assert "Zed" not in refused.text

@@ -137,10 +137,13 @@ def _page(
     signature = view.signature
     assert signature is not None
     if form is None:
+        # A hidden name is never printed, not even here: whoever reads the signer's mailbox
+        # may open this link before they do.
+        shown = signature.show_name
         form = {
-            "name": signature.name,
-            "title": signature.title,
-            "show_name": "1" if signature.show_name else "0",
+            "name": signature.name if shown else "",
+            "title": signature.title if shown else "",
+            "show_name": "1" if shown else "0",
             "reveal_at": str(signature.reveal_at or ""),
         }
     context = {
@@ -152,6 +155,7 @@ def _page(
         "errors": errors or {},
         "notice": notice,
         "closed": view.letter.status != "published",
+        "keeps_hidden_name": not signature.show_name and bool(signature.name or signature.title),
     }
     return _render(request, "manage/manage.html", context, status)
 
@@ -176,6 +180,19 @@ async def manage_page(request: Request) -> Response:
 
 
 FORM_FIELDS = ("action", "name", "title", "show_name", "reveal_at")
+
+
+def _keeping_hidden_name(data: dict[str, Any], view: manage.ManageView) -> dict[str, Any]:
+    """The page never shows a hidden name, so empty name and title fields keep the stored ones."""
+    signature = view.signature
+    if signature is None or signature.show_name:
+        return data
+    kept = dict(data)
+    if not (data.get("name") or "").strip():
+        kept["name"] = signature.name
+    if not (data.get("title") or "").strip():
+        kept["title"] = signature.title
+    return kept
 
 
 async def manage_action(request: Request) -> Response:
@@ -210,7 +227,7 @@ async def manage_action(request: Request) -> Response:
         if view.used or view.signature is None:
             return _problem(request, USED, 400) if view.used else _problem(request, GONE, 409)
         try:
-            details = Details.parse(data, ask_title=view.letter.ask_title)
+            details = Details.parse(_keeping_hidden_name(data, view), view.letter.ask_title)
         except FieldError as error:
             return _page(request, view, 422, {error.field: error.message}, data)
     async with db_session(request, write=True) as session:
