@@ -7,6 +7,7 @@ import io
 import re
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from letters.authors.accounts import add_admin
@@ -336,3 +337,124 @@ def test_audit_log_records_publishing(client, engine, db, mailbox):
     db.rollback()
     actions = [entry.action for entry in db.exec(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == ["created", "published"]
+
+
+def test_letters_admin_add_and_list(monkeypatch, database_url, tmp_path, engine, capsys):
+    from letters.cli import main
+    from tests.conftest import SECRET
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    main(["admin", "add", "Root@Example.org"])
+    assert "Added admin Root@Example.org" in capsys.readouterr().out
+    main(["admin", "add", "root@example.org"])
+    assert "Made admin" in capsys.readouterr().out
+    main(["admin", "list"])
+    assert capsys.readouterr().out == "root@example.org\n"
+    with pytest.raises(SystemExit) as exit_:
+        main(["admin", "add", "not an address"])
+    assert "letters admin add:" in str(exit_.value.code)
+
+
+def test_a_co_author_is_invited_by_email_and_signs_in(client, engine, mailbox, db):
+    from tests.test_authors_helpers import create_draft, sign_in_as, sign_out
+
+    sign_in_as(client, engine, "owner@example.org")
+    create_draft(client)
+    page = "/authors/letters/drop-the-contract/authors"
+    response = post_form(client, page, {"email": "Bob@Example.org"}, page=page)
+    assert response.status_code == 200 and "bob@example.org" in response.text
+    again = post_form(client, page, {"email": "bob@example.org"}, page=page)
+    assert again.status_code == 422 and "already an author" in again.text
+    mailbox.wait_for(1)
+    invitation = mailbox.messages[0]
+    assert invitation["To"] == "bob@example.org"
+    assert "Drop the contract" in str(invitation["Subject"])
+    assert "http://testserver/authors/sign-in" in mailbox.text_of(invitation)
+    sign_out(client)
+    sign_in_by_email(client, mailbox, "bob@example.org")
+    home = client.get("/authors").text
+    assert "Drop the contract" in home and "co-author" in home
+    assert "Start a new letter" not in home
+
+
+def test_sign_in_emails_are_rate_limited(client, engine, mailbox):
+    add_admin(engine, "ada@example.org")
+    for _ in range(5):
+        response = post_form(
+            client, "/authors/sign-in", {"email": "ada@example.org"}, page="/authors/sign-in"
+        )
+        assert response.status_code == 303
+    limited = post_form(
+        client, "/authors/sign-in", {"email": "ADA@example.org"}, page="/authors/sign-in"
+    )
+    assert limited.status_code == 429 and limited.headers["retry-after"]
+    bad = post_form(client, "/authors/sign-in", {"email": "no"}, page="/authors/sign-in")
+    assert bad.status_code == 422 and 'aria-describedby="email-hint email-error"' in bad.text
+
+
+def test_every_author_form_field_has_a_label(client, engine, mailbox):
+    from html.parser import HTMLParser
+
+    from tests.test_authors_helpers import create_draft, sign, sign_in_as
+
+    class Fields(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: list[str] = []
+            self.labels: set[str] = set()
+            self.unnamed: list[str] = []
+
+            self.in_label = 0
+
+        def handle_starttag(self, tag, attrs):
+            attributes = dict(attrs)
+            if tag == "label":
+                self.in_label += 1
+                if attributes.get("for"):
+                    self.labels.add(attributes["for"])
+            if tag in ("input", "textarea", "select"):
+                if attributes.get("type") in ("hidden", "submit") or self.in_label:
+                    return  # a field inside its <label> is labelled by it
+                if "id" not in attributes:
+                    self.unnamed.append(str(attributes))
+                else:
+                    self.ids.append(attributes["id"])
+
+        def handle_endtag(self, tag):
+            if tag == "label":
+                self.in_label -= 1
+
+    sign_in_as(client, engine, "ada@example.org", admin=True)
+    create_draft(client, slug="a-draft")
+    create_draft(client)
+    post_form(client, "/authors/letters/drop-the-contract/publish")
+    sign(client, mailbox, "x@github.com", "drop-the-contract", name="X", show_name=True)
+    pages = [
+        "/authors",
+        "/authors/admin",
+        "/authors/letters/new",
+        "/authors/letters/a-draft",
+        "/authors/letters/a-draft/edit",
+        "/authors/letters/drop-the-contract",
+        "/authors/letters/drop-the-contract/revise",
+        "/authors/letters/drop-the-contract/settings",
+        "/authors/letters/drop-the-contract/authors",
+        "/authors/letters/drop-the-contract/signatures",
+        "/authors/letters/drop-the-contract/signatures/1/invalidate",
+        "/authors/letters/drop-the-contract/audit",
+        "/authors/letters/drop-the-contract/export",
+        "/letters/drop-the-contract/history/1",
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        parser = Fields()
+        parser.feed(response.text)
+        assert parser.unnamed == [], page
+        unlabelled = [i for i in parser.ids if i not in parser.labels]
+        assert unlabelled == [], page
+        assert response.headers["cache-control"] == "no-store" or page.startswith("/letters")
