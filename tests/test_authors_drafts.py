@@ -286,6 +286,10 @@ def test_a_letter_closes_by_itself_on_its_closing_date(client, author, db):
     tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
     create_draft(client, closes_on=tomorrow)
     publish(client, "drop-the-contract")
+    overview = client.get("/authors/letters/drop-the-contract").text
+    assert f"at the end of {tomorrow} (UTC), by itself" in overview
+    form = client.get("/authors/letters/drop-the-contract/settings").text
+    assert f'value="{tomorrow}"' in form
     closer = Closer(client.app.state.writer)
     assert client.portal.call(closer.run_once) == []
     letter = letter_row(db, "drop-the-contract")

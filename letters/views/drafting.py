@@ -172,6 +172,7 @@ async def overview(request: Request, author: Author) -> Response:
             "problems": drafts.readiness(access.letter, rules, utcnow()),
             "versions": versions,
             "flags": request.query_params,
+            "closes_on": closes_on(access.letter.closes_at),
         },
     )
 
@@ -206,6 +207,7 @@ async def publish(request: Request, author: Author) -> Response:
             "versions": [],
             "flags": {},
             "refused": True,
+            "closes_on": closes_on(access.letter.closes_at),
         }
         return render(request, "authors/letter.html", context, 422)
     forget_letter(request, slug)
