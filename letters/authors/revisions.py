@@ -208,8 +208,9 @@ def compare(old: LetterVersion, new: LetterVersion) -> Comparison:
             lines.extend(DiffLine("same", text) for text in old_lines[i1:i2])
             continue
         before, after = old_lines[i1:i2], new_lines[j1:j2]
-        removed += len(before)
-        added += len(after)
+        # Blank lines only separate paragraphs: they are shown, not counted.
+        removed += sum(1 for text in before if text.strip())
+        added += sum(1 for text in after if text.strip())
         if tag == "replace" and len(before) == len(after):
             lines.extend(
                 DiffLine("changed", parts=_words(a, b)) for a, b in zip(before, after, strict=True)
