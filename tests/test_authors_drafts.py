@@ -367,3 +367,22 @@ def test_no_input_makes_a_server_error(client, author, db, value):
         for field in fields:
             response = post_form(client, target, {**DRAFT, field: value}, page=target)
             assert response.status_code < 500, (target, field)
+
+
+def test_no_address_or_query_makes_a_server_error(client, author, mailbox):
+    create_draft(client)
+    publish(client, "drop-the-contract")
+    sign(client, mailbox, "x@github.com", "drop-the-contract", name="X", show_name=True)
+    odd = ["%00", "%ff", "-1", "99999999999999999999", "x" * 2000, "%E2%80%AE", "1e3", "[]"]
+    for value in odd:
+        for path in [
+            f"/authors/letters/drop-the-contract/signatures?before={value}&named={value}",
+            f"/letters/drop-the-contract/history/1?compare={value}",
+            f"/authors/sign-in?next={value}",
+            f"/authors/sign-in/{value}",
+            f"/authors/letters/{value}",
+            f"/authors/letters/drop-the-contract/signatures/{value}/invalidate",
+            f"/letters/{value}/history",
+        ]:
+            response = client.get(path)
+            assert response.status_code < 500, path

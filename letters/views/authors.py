@@ -50,6 +50,14 @@ def message(request: Request, status: int, text: str, title: str = "That did not
     return render(request, "authors/message.html", {"title": title, "text": text}, status)
 
 
+def path_id(request: Request, name: str) -> int:
+    """A row id from the path (an `int` route parameter); 404 beyond what a database holds."""
+    value: int = request.path_params[name]
+    if not 0 < value < 2**31:
+        raise HTTPException(404)
+    return value
+
+
 def safe_next(value: str | None) -> str | None:
     """A page of the author area to return to after signing in; nothing else."""
     if value and SAFE_NEXT.match(value) and "//" not in value:

@@ -24,7 +24,7 @@ from letters.authors.forms import (
 from letters.forms import FieldError
 from letters.markdown import render_markdown
 from letters.models import Author, LetterStatus, LetterVersion, utcnow
-from letters.views.authors import NO_STORE, read_form, render, send_soon, signed_in
+from letters.views.authors import NO_STORE, path_id, read_form, render, send_soon, signed_in
 from letters.views.common import db_session, forget_letter
 
 BLANK_ROWS = 3
@@ -370,7 +370,7 @@ async def authors_page(request: Request, author: Author) -> Response:
 async def remove_author(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     await read_form(request, max_fields=5)
-    target = request.path_params["author_id"]
+    target = path_id(request, "author_id")
     async with db_session(request, write=True) as session:
         await coauthors.remove(session, author, slug, target)
     if target == author.id:

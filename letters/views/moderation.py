@@ -15,7 +15,7 @@ from letters.authors.access import letter_for
 from letters.forms import FieldError
 from letters.models import Author, utcnow
 from letters.public import tally
-from letters.views.authors import NO_STORE, message, read_form, render, signed_in
+from letters.views.authors import NO_STORE, message, path_id, read_form, render, signed_in
 from letters.views.common import db_session, forget_letter
 
 
@@ -60,7 +60,7 @@ async def hide(request: Request, author: Author) -> Response:
     await read_form(request, max_fields=5)
     try:
         async with db_session(request, write=True) as session:
-            await moderation.hide_name(session, author, slug, request.path_params["signature_id"])
+            await moderation.hide_name(session, author, slug, path_id(request, "signature_id"))
     except moderation.AlreadyDone:
         return message(request, 409, "This name is already hidden, or the signature is gone.")
     forget_letter(request, slug)
@@ -71,7 +71,7 @@ async def hide(request: Request, author: Author) -> Response:
 async def invalidate(request: Request, author: Author) -> Response:
     """GET: what will happen, and the reason to give. POST: do it."""
     slug = request.path_params["slug"]
-    signature_id = request.path_params["signature_id"]
+    signature_id = path_id(request, "signature_id")
     async with db_session(request) as session:
         letter = (await letter_for(session, author, slug)).letter
         row = await moderation.row(session, letter, signature_id)
