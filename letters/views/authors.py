@@ -323,7 +323,7 @@ async def admin(request: Request, author: Author) -> Response:
                     notice = f"{email} can now sign in and start letters."
                 else:
                     target = form.get("author_id", "")
-                    if not target.isascii() or not target.isdigit() or len(target) > 12:
+                    if not target.isascii() or not target.isdigit() or len(target) > 9:
                         raise HTTPException(400, "Choose an author.")
                     allowed = form.get("action") == "allow"
                     changed = await accounts.set_can_create(session, int(target), allowed)
