@@ -7,13 +7,15 @@ import re
 import traceback
 from typing import Any
 
-# Magic-link tokens travel in the path of /verify/{token} and /manage/{token}; anything
-# else secret travels only in request bodies, which are never logged.
-_TOKEN_IN_PATH = re.compile(r"(/(?:verify|manage)/)[^\s/?\"]+")
+# Magic-link tokens travel in the path of /verify/{token}, /manage/{token} and
+# /authors/sign-in/{token}, and single sign-on's one-time code and state in the query of
+# its callback; anything else secret travels only in request bodies, never logged.
+_TOKEN_IN_PATH = re.compile(r"(/(?:verify|manage|authors/sign-in)/)[^\s/?\"]+")
+_TOKEN_IN_QUERY = re.compile(r"([?&](?:code|state|token)=)[^&\s\"]+")
 
 
 def redact(text: str) -> str:
-    return _TOKEN_IN_PATH.sub(r"\1[redacted]", text)
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", _TOKEN_IN_PATH.sub(r"\1[redacted]", text))
 
 
 class RedactTokens(logging.Filter):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from letters.logs import RedactTokens, redact
 from tests.helpers import confirm_api, counts, sign_api
 
@@ -76,6 +78,20 @@ def test_redaction_of_tokens_in_log_lines():
     )
     RedactTokens().filter(record)
     assert "eyJwIjox" not in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("GET /manage/eyJtIjo5.sig HTTP/1.1", "eyJtIjo5"),
+        ("GET /authors/sign-in/eyJhIjo3.sig HTTP/1.1", "eyJhIjo3"),
+        ("GET /authors/oidc/callback?code=one-time-code&state=st4te HTTP/1.1", "one-time-code"),
+        ("GET /authors/oidc/callback?state=st4te&code=c0de HTTP/1.1", "st4te"),
+    ],
+)
+def test_every_kind_of_token_is_redacted(line, secret):
+    assert secret not in redact(line)
+    assert "[redacted]" in redact(line)
 
 
 def test_nothing_private_is_logged_during_a_signing(client, letter, mailbox, caplog):
