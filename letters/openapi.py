@@ -181,6 +181,11 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": ["string", "null"], "maxLength": 100},
             "title": {"type": ["string", "null"], "maxLength": 120},
             "show_name": {"type": "boolean", "default": False},
+            "reveal_at": {
+                "enum": [None, 10, 50, 100, 500],
+                "description": "Hidden signers only (a name is then required): show the name "
+                "once this many from the same organization have signed.",
+            },
         },
     },
     "Accepted": {

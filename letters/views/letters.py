@@ -176,8 +176,10 @@ async def sign(request: Request) -> Response:
 
 async def check_email(request: Request) -> Response:
     letter = (await _snapshot_or_404(request, request.path_params["slug"])).letter
-    hours = max(1, round(settings_of(request).link_max_age / 3600))
-    return render(request, "signatures/check_email.html", {"letter": letter, "hours": hours})
+    settings = settings_of(request)
+    hours = max(1, round(settings.link_max_age / 3600))
+    context = {"letter": letter, "hours": hours, "subject": settings.mail_subject}
+    return render(request, "signatures/check_email.html", context)
 
 
 async def signatures_page(request: Request) -> Response:
