@@ -342,6 +342,9 @@ async def _change(
     session: AsyncSession, signature: Signature, details: Details, now: datetime
 ) -> tuple[Signature, bool]:
     """Apply new details, moving the named/hidden counts and the ledger as confirm does."""
+    if signature.name_hidden_by_authors:
+        # The authors hid this name; the views refuse to show it, and so does this.
+        details = Details(name="", title="", show_name=False, reveal_at=None)
     before = (signature.show_name, signature.name, signature.title, signature.reveal_at)
     after = (details.show_name, details.name, details.title, details.reveal_at)
     if before == after:

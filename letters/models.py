@@ -6,7 +6,17 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -176,6 +186,11 @@ class Signature(SQLModel, table=True):
     letter_version: int = Field(
         default=1, sa_column=Column(Integer, nullable=False, server_default="1")
     )
+    # The letter's authors hid this name (moderation): it stays hidden, whatever the signer
+    # asks later by signing again, managing the signature or a reveal threshold.
+    name_hidden_by_authors: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
 
 
 Index(
@@ -183,6 +198,17 @@ Index(
     Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
     Signature.__table__.c.show_name,  # type: ignore[attr-defined]
     Signature.__table__.c.id,  # type: ignore[attr-defined]
+)
+
+
+# The hidden names waiting for a reveal threshold, per organization (public.py).
+Index(
+    "ix_signature_waiting",
+    Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
+    Signature.__table__.c.organization,  # type: ignore[attr-defined]
+    Signature.__table__.c.reveal_at,  # type: ignore[attr-defined]
+    postgresql_where=Signature.__table__.c.reveal_at.isnot(None),  # type: ignore[attr-defined]
+    sqlite_where=Signature.__table__.c.reveal_at.isnot(None),  # type: ignore[attr-defined]
 )
 
 

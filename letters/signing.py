@@ -339,6 +339,9 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
             .with_for_update()
         )
     ).one()
+    if signature.name_hidden_by_authors:
+        # The authors hid this name: signing again cannot show it, or keep it on record.
+        pending.show_name, pending.name, pending.title, pending.reveal_at = False, "", "", None
     shift = 0
     if signature.show_name != pending.show_name:
         shift = 1 if pending.show_name else -1

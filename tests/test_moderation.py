@@ -195,3 +195,52 @@ def test_concurrent_moderation_of_one_signature_counts_once(client, signed, db):
     assert results.count("done") >= 1 and "done" in results[:2]
     c = assert_consistent(db, SLUG)
     assert c["verified"] == 3
+
+
+def test_a_hidden_name_stays_hidden_whatever_the_signer_does(client, signed, mailbox, db):
+    """The troll signs again with their name shown, asks for a reveal threshold, and tries
+    the manage link: the name never comes back, and every count stays exact."""
+    from tests.test_manage import MANAGE
+
+    assert hide(client, signed["troll"]).status_code == 303
+    after_hiding = assert_consistent(db, SLUG)
+
+    sign(client, mailbox, "troll@microsoft.com", SLUG, name="Bill Gates", show_name=True)
+    asked = client.post(
+        f"/api/letters/{SLUG}/signatures",
+        json={"email": "troll@microsoft.com", "name": "Bill Gates", "reveal_at": 10},
+    )
+    assert asked.status_code == 202
+    assert confirm_api(client, mailbox.last_token("troll@microsoft.com")).status_code == 200
+    db.rollback()
+    troll = db.get(Signature, signed["troll"])
+    assert (troll.show_name, troll.name, troll.title, troll.reveal_at) == (False, "", "", None)
+    assert assert_consistent(db, SLUG) == after_hiding
+    for path in (
+        f"/letters/{SLUG}",
+        f"/api/letters/{SLUG}/signatures",
+        f"/api/letters/{SLUG}/ledger",
+    ):
+        assert "Bill Gates" not in client.get(path).text
+
+    page = client.get(f"/letters/{SLUG}")
+    client.post(
+        f"/letters/{SLUG}/manage",
+        data={"csrftoken": csrf_from(page.text), "email": "troll@microsoft.com"},
+    )
+    token = MANAGE.search(mailbox.text_of(mailbox.messages[-1])).group(1)
+    manage_page = client.get(f"/manage/{token}")
+    refused = client.post(
+        f"/manage/{token}",
+        data={
+            "csrftoken": csrf_from(manage_page.text),
+            "action": "update",
+            "show_name": "1",
+            "name": "Bill Gates",
+        },
+    )
+    assert refused.status_code == 422
+    assert "authors hid the name" in refused.text
+    assert assert_consistent(db, SLUG) == after_hiding
+    db.rollback()
+    assert db.get(Signature, signed["troll"]).show_name is False

@@ -164,6 +164,7 @@ async def hide_name(
     await ledger.redact_names(session, letter.id, signature.commitment)
     # The name is gone for good: the authors hid it, and nobody may see a hidden name.
     signature.show_name = False
+    signature.name_hidden_by_authors = True  # for good: see signing and manage
     signature.name = ""
     signature.title = ""
     signature.reveal_at = None

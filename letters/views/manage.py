@@ -30,6 +30,10 @@ from letters.views.common import (
 from letters.views.letters import _read_form, _snapshot_or_404, render
 
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+HIDDEN_BY_AUTHORS = (
+    "The letter's authors hid the name of this signature, so it cannot be shown on this "
+    "letter. Your signature still counts, as hidden."
+)
 USED = "This link has already been used. Ask for a new one on the letter page if you need to."
 CLOSED = (
     "This letter has closed, so its signatures can no longer be changed. "
@@ -230,6 +234,8 @@ async def manage_action(request: Request) -> Response:
             details = Details.parse(_keeping_hidden_name(data, view), view.letter.ask_title)
         except FieldError as error:
             return _page(request, view, 422, {error.field: error.message}, data)
+        if view.signature.name_hidden_by_authors and (details.show_name or details.reveal_at):
+            return _page(request, view, 422, {"show_name": HIDDEN_BY_AUTHORS}, data)
     async with db_session(request, write=True) as session:
         try:
             result = await manage.apply(session, token, action, details, signer, settings)
