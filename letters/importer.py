@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session, delete, select
 
 from letters.domains import normalize_domain
-from letters.models import SLUG_PATTERN, AllowedDomain, Letter, LetterStatus, utcnow
+from letters.models import (
+    SLUG_PATTERN,
+    AllowedDomain,
+    Letter,
+    LetterStatus,
+    LetterVersion,
+    utcnow,
+)
 
 MAX_BODY = 100_000
 DEMO_LETTER = Path(__file__).parent / "demo" / "microsoft-ice.md"
@@ -117,6 +125,14 @@ def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool
         created = letter is None
         if letter is None:
             letter = Letter(slug=letter_file.slug, title="", body="", created_at=now)
+        text_changed = (letter.title, letter.body) != (letter_file.title, letter_file.body)
+        if not created and letter.published_at is not None and text_changed:
+            # Once published, a text is never edited in place: keep the text people signed
+            # and publish the file's as a new version (letters.authors.revisions).
+            _keep_version(session, letter, letter.version, letter.revised_at or letter.published_at)
+            letter.version += 1
+            letter.revised_at = now
+            letter.revision_note = f"Updated from a letter file (version {letter.version})."
         letter.title = letter_file.title
         letter.body = letter_file.body
         letter.ask_title = letter_file.ask_title
@@ -132,6 +148,8 @@ def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool
         letter.updated_at = now
         session.add(letter)
         session.flush()
+        if letter.published_at is not None:
+            _keep_version(session, letter, letter.version, now, letter.revision_note)
         session.exec(delete(AllowedDomain).where(AllowedDomain.letter_id == letter.id))  # type: ignore[call-overload]
         for spec in letter_file.domains:
             session.add(
@@ -145,6 +163,28 @@ def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool
         session.commit()
         session.refresh(letter)
         return letter, created
+
+
+def _keep_version(
+    session: Session, letter: Letter, number: int, moment: datetime | None, note: str = ""
+) -> None:
+    """Record the letter's current text as version `number`, unless it is recorded."""
+    exists = session.exec(
+        select(LetterVersion).where(
+            LetterVersion.letter_id == letter.id, LetterVersion.number == number
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            LetterVersion(
+                letter_id=letter.id,  # type: ignore[arg-type]
+                number=number,
+                title=letter.title,
+                body=letter.body,
+                note=note,
+                created_at=moment or utcnow(),
+            )
+        )
 
 
 def load_demo(engine: Engine) -> Letter:

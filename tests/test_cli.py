@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 
 from letters.cli import main
 from letters.importer import DEMO_LETTER, LetterFileError, parse_letter
-from letters.models import AllowedDomain, Letter
+from letters.models import AllowedDomain, Letter, LetterVersion
 from tests.conftest import SECRET, TEST_LETTER
 
 
@@ -37,6 +37,14 @@ def test_import_creates_then_updates(cli_env, tmp_path, engine, capsys):
             ("github.com", "GitHub", False),
             ("corp.example", "Example Corp", True),
         }
+        # A published text is never edited in place: the change is version 2, and
+        # version 1 keeps the text people signed.
+        versions = session.exec(select(LetterVersion).order_by(LetterVersion.number)).all()
+        assert [(v.number, v.title) for v in versions] == [(1, "Test letter"), (2, "Better title")]
+        assert letters[0].version == 2 and "letter file" in versions[1].note
+    main(["import", str(path)])  # the same file again: nothing new
+    with Session(engine) as session:
+        assert len(session.exec(select(LetterVersion)).all()) == 2
 
 
 def test_import_refuses_bad_files_with_a_message(cli_env, tmp_path, capsys):
