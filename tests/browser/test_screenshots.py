@@ -35,3 +35,31 @@ def test_screenshots_of_the_letter_and_tally_pages(
             data = file.read_bytes()
             assert data.startswith(PNG)
             assert len(data) < MAX_BYTES, f"{file.name}: {len(data)} bytes"
+
+
+def test_screenshot_of_the_author_editor(
+    open_page: OpenPage, server: Server, engine: Any, screenshot_dir: Path
+):
+    from tests.test_authors_helpers import SESSION_COOKIE, make_author, session_cookie
+
+    author = make_author(engine, "organizer@example.org")
+    page = open_page(viewport=DESKTOP, device_scale_factor=1)
+    page.context.add_cookies(
+        [
+            {
+                "name": SESSION_COOKIE,
+                "value": session_cookie(engine, author),
+                "url": f"{server.url}/authors",
+            }
+        ]
+    )
+    page.goto("/authors/letters/new")
+    page.get_by_label("Title", exact=True).fill("Drop the contract")
+    page.locator("textarea").first.fill(
+        "To the leadership of our company,\n\nWe, the undersigned employees, ask you to…"
+    )
+    file = screenshot_dir / "editor-desktop.png"
+    page.screenshot(path=file, full_page=False, animations="disabled")
+    data = file.read_bytes()
+    assert data.startswith(PNG)
+    assert len(data) < MAX_BYTES, f"{file.name}: {len(data)} bytes"
