@@ -17,12 +17,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from letters import outbox
+from letters import i18n, outbox
 from letters.authors.closing import Closer
 from letters.cache import TTLCache
 from letters.cors import PublicDataCORSMiddleware
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
 from letters.fastpath import FastReadMiddleware
+from letters.i18n import N_, LocaleMiddleware
 from letters.logs import silence_parameter_logging
 from letters.mail import MailBackend, make_backend, make_mail_env
 from letters.markdown import excerpt, render_markdown
@@ -38,6 +39,7 @@ from letters.views import (
     authors,
     drafting,
     history,
+    language,
     ledger,
     letters,
     manage,
@@ -51,34 +53,42 @@ logger = logging.getLogger("letters")
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=PROJECT_ROOT / "templates")
+    i18n.install(templates.env)
     templates.env.globals["csrf_token"] = csrf_token
+    templates.env.globals["return_path"] = language.return_path
     templates.env.filters["markdown"] = render_markdown
     templates.env.filters["excerpt"] = excerpt
     return templates
 
 
 def error_response(request: Request, status: int, code: str, message: str) -> Response:
-    """A JSON error under /api/, an HTML page elsewhere."""
+    """A JSON error under /api/ (in English), an HTML page in the reader's language elsewhere.
+
+    `message` is an English message marked with N_(): translated here for the page. The
+    language is taken from the request, since a server error is answered outside the
+    middleware that chose it.
+    """
     headers = {"Cache-Control": "no-store"}
     if request.url.path.startswith("/api/"):
         body = {"error": {"code": code, "message": message, "field": None}}
         return JSONResponse(body, status_code=status, headers=headers)
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(
-        request,
-        "errors/error.html",
-        {"status": status, "message": message},
-        status_code=status,
-        headers=headers,
-    )
+    with i18n.using(i18n.of(request.scope)):
+        # The language links lead home, never back to the address that failed.
+        context = {"status": status, "message": i18n.gettext(message), "here": "/"}
+        return templates.TemplateResponse(
+            request, "errors/error.html", context, status_code=status, headers=headers
+        )
 
 
 HTTP_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+# The detail of an error Starlette raises itself (a wrong method), marked for translation.
+STARLETTE_DETAILS = (N_("Method Not Allowed"),)
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    message = exc.detail if exc.status_code != 404 else "There is nothing at this address."
+    message = exc.detail if exc.status_code != 404 else N_("There is nothing at this address.")
     response = error_response(
         request, exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(message)
     )
@@ -90,7 +100,7 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     logger.error("database unavailable: %s", type(exc).__name__)
     response = error_response(
-        request, 503, "unavailable", "The service is briefly unavailable. Please try again."
+        request, 503, "unavailable", N_("The service is briefly unavailable. Please try again.")
     )
     response.headers["Retry-After"] = "5"
     return response
@@ -99,12 +109,13 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     # Only the exception type: messages can carry request data.
     logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(request, 500, "server_error", "Something went wrong on our side.")
+    return error_response(request, 500, "server_error", N_("Something went wrong on our side."))
 
 
 def create_app(settings: Settings | None = None, mail: MailBackend | None = None) -> Starlette:
     settings = settings or Settings()
     silence_parameter_logging()
+    i18n.load()
     templates = make_templates()
 
     @contextlib.asynccontextmanager
@@ -257,13 +268,16 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         ),
         Route("/api/verify", api.verify, methods=["POST"], name="api_verify"),
         Route("/healthz", health, name="health"),
+        Route("/language/{code}", language.switch, name="language"),
         Mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static"),
     ]
     cache = TTLCache(settings.cache_seconds, remember=(LetterNotFound,))
     signer = Signer(settings.secret_key)
     secure_cookies = settings.base_url.startswith("https")
     middleware = [
-        # Outermost: replays cached answers to readers before any other work.
+        # Outermost: the reader's language, which the fast path's answers depend on.
+        Middleware(LocaleMiddleware),
+        # Then: replays cached answers to readers before any other work.
         Middleware(FastReadMiddleware, cache=cache, signer=signer, secure_cookies=secure_cookies),
         Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

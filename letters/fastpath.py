@@ -4,15 +4,18 @@ On the day a letter goes viral nearly every request is a reader reloading the le
 page, the tally, the badge or the JSON to watch the count. The views already serve those
 from the per-process cache (letters.cache), but each hit still went through route
 matching, three middlewares and a new Response: 1.3 to 2 times the work of a bare
-endpoint (docs/benchmarks.md). This outermost layer keeps the finished answer (status,
-headers, body) the app produced for a plain GET of those addresses, in the same cache
-and for the same CACHE_SECONDS, and replays it. It is dropped with the letter's other
+endpoint (docs/benchmarks.md). This layer, outermost but for the one that chooses the
+reader's language (letters.i18n), keeps the finished answer (status, headers, body) the
+app produced for a plain GET of those addresses, in the same cache and for the same
+CACHE_SECONDS, and replays it. It is dropped with the letter's other
 cached copies when this process confirms a signature (views.common.forget_letter), so
 a signer sees their own signature at once; other processes catch up within the TTL.
 
 The letter page carries each reader's CSRF token, so for it the layer keeps the page
 with a placeholder (handed over by the view) and signs the reader's token per request,
 setting the CSRF cookie for a first visit exactly as the security middleware would.
+
+Pages are kept once per language, the JSON and the badge once for all.
 
 Anything else goes through untouched: other addresses, query strings, HEAD and POST,
 cross-origin requests (the CORS layer answers those), and answers that are not a single
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from letters import i18n
 from letters.cache import TTLCache, etag_for
 from letters.models import SLUG_PATTERN
 from letters.security import CSRF_COOKIE, csrf_set_cookie, new_csrf_cookie, valid_csrf_cookie
@@ -47,10 +51,16 @@ class Answer:
     etag: bytes  # for a page template: the page's ETag before the reader's token
 
 
-def fast_key(path: str) -> Hashable | None:
-    """The cache key of an address this layer may answer, or None."""
-    if path in ("/", "/api/letters"):
+def fast_key(path: str, language: str = i18n.DEFAULT) -> Hashable | None:
+    """The cache key of an address this layer may answer, or None.
+
+    Pages hold the reader's language (chosen by i18n.LocaleMiddleware, outside this
+    layer), so their keys do too; the JSON and the badge are the same in every language.
+    """
+    if path == "/api/letters":
         return ("fast-list", path)
+    if path == "/":
+        return ("fast-list", path, language)
     parts = path.split("/")
     # ["", "api", "letters", slug] or ["", "letters", slug] or ["", "letters", slug, page]
     if len(parts) == 4 and parts[1] == "api" and parts[2] == "letters":
@@ -61,7 +71,9 @@ def fast_key(path: str) -> Hashable | None:
         return None
     if not SLUG_PATTERN.match(slug):
         return None
-    return ("fast", path, slug)  # holds the slug, so forget_letter(slug) drops it
+    if i18n.language_neutral(path):
+        return ("fast", path, slug)  # holds the slug, so forget_letter(slug) drops it
+    return ("fast", path, slug, language)
 
 
 class FastReadMiddleware:
@@ -79,7 +91,7 @@ class FastReadMiddleware:
             and scope["method"] == "GET"
             and not scope["query_string"]
         ):
-            key = fast_key(scope["path"])
+            key = fast_key(scope["path"], i18n.of(scope))
         if key is None:
             await self.app(scope, receive, send)
             return

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TextIO
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from letters import i18n
 from letters.settings import PROJECT_ROOT, Settings, SMTPConfig
 
 
@@ -31,12 +32,18 @@ class MailBackend(Protocol):
 
 
 def make_mail_env() -> Environment:
-    """Templates for mail: HTML parts are escaped, plain-text parts are not."""
-    return Environment(
+    """Templates for mail: HTML parts are escaped, plain-text parts are not.
+
+    Emails are written in the current language (letters.i18n): that of the request that
+    queues them.
+    """
+    env = Environment(
         loader=FileSystemLoader(PROJECT_ROOT / "templates"),
         autoescape=select_autoescape(["html"]),
         keep_trailing_newline=True,
     )
+    i18n.install(env)
+    return env
 
 
 def render(

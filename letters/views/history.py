@@ -7,6 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from letters import i18n
 from letters.authors import revisions
 from letters.public import LetterNotFound
 from letters.views.common import cached, conditional, db_session, etag_for, letter_snapshot, version
@@ -27,13 +28,15 @@ async def history(request: Request) -> Response:
         async with db_session(request) as session:
             versions = await revisions.history(session, snapshot.letter)
         context = {"letter": snapshot.letter, "versions": versions, "tally": snapshot.tally}
+        context["here"] = request.app.url_path_for("history", slug=slug)
         return _page(request, "letters/history.html", context)
 
     try:
         snapshot = await letter_snapshot(request, slug)
     except LetterNotFound:
         raise HTTPException(404) from None
-    body, etag = await cached(request, ("history", slug, *version(snapshot)), load)
+    key = ("history", slug, i18n.current(), *version(snapshot))
+    body, etag = await cached(request, key, load)
     return conditional(request, body, etag, "text/html; charset=utf-8", CACHING)
 
 
@@ -78,11 +81,13 @@ async def version_page(request: Request) -> Response:
             "base": base,
             "comparison": comparison,
             "versions": versions,
+            "here": request.app.url_path_for("letter_version", slug=slug, number=number)
+            + (f"?compare={other}" if other != number - 1 else ""),
         }
         return _page(request, "letters/version.html", context)
 
     try:
-        key = ("version", slug, number, other, *version(snapshot))
+        key = ("version", slug, i18n.current(), number, other, *version(snapshot))
         body, etag = await cached(request, key, load)
     except LookupError:
         raise HTTPException(404) from None

@@ -9,8 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from letters import fastpath
+from letters import fastpath, i18n
 from letters.forms import FieldError
+from letters.i18n import N_
 from letters.public import (
     LetterNotFound,
     LetterSnapshot,
@@ -54,10 +55,11 @@ async def index(request: Request) -> Response:
     async def load() -> tuple[bytes, str]:
         async with db_session(request) as session:
             letters = await list_public_letters(session)
-        html = render_text(request, "letters/index.html", {"letters": letters}).encode()
+        context = {"letters": letters, "here": request.app.url_path_for("index")}
+        html = render_text(request, "letters/index.html", context).encode()
         return html, etag_for(html)
 
-    html, etag = await cached(request, ("index",), load)
+    html, etag = await cached(request, ("index", i18n.current()), load)
     return conditional(request, html, etag, "text/html; charset=utf-8", HTML_CACHING)
 
 
@@ -72,6 +74,9 @@ def _letter_context(request: Request, snapshot: LetterSnapshot, csrf: str) -> di
         "form": {},
         "errors": {},
         "csrf": csrf,
+        # The letter page, also when the form was posted to /sign: where the language
+        # links in the footer come back to.
+        "here": request.app.url_path_for("letter", slug=snapshot.letter.slug),
     }
 
 
@@ -92,7 +97,8 @@ async def letter_page(request: Request) -> Response:
         )
         return html, etag_for(html)
 
-    html, etag = await cached(request, ("letter-html", slug, *version(snapshot)), load)
+    key = ("letter-html", slug, i18n.current(), *version(snapshot))
+    html, etag = await cached(request, key, load)
     # Hand the page over to the fast path, which then serves it with each reader's token.
     request.scope.setdefault("state", {})[fastpath.PAGE_TEMPLATE] = (html, etag)
     token = csrf_token(request)
@@ -120,12 +126,12 @@ async def _read_form(request: Request) -> FormData:
     except BodyTooLarge:
         raise  # answered with 413 by BodyLimitMiddleware
     except Exception:  # malformed bodies of every kind: python-multipart raises many types
-        raise HTTPException(400, "The form could not be read.") from None
+        raise HTTPException(400, N_("The form could not be read.")) from None
     try:
         check_csrf(request, form)
     except CSRFError:
         raise HTTPException(
-            403, "This form has expired. Go back, reload the page and try again."
+            403, N_("This form has expired. Go back, reload the page and try again.")
         ) from None
     return form
 
@@ -155,13 +161,21 @@ async def sign(request: Request) -> Response:
     except FieldError as error:
         return await _letter_page_again(request, slug, 422, data, {error.field: error.message})
     except RateLimited as limited:
+        minutes = max(1, limited.retry_after // 60)
         response = render(
             request,
             "errors/error.html",
             {
                 "status": 429,
-                "message": "Too many signing requests came from here or for this address. "
-                f"Please wait {max(1, limited.retry_after // 60)} minutes and try again.",
+                "message": i18n.ngettext(
+                    "Too many signing requests came from here or for this address. "
+                    "Please wait %(minutes)s minute and try again.",
+                    "Too many signing requests came from here or for this address. "
+                    "Please wait %(minutes)s minutes and try again.",
+                    minutes,
+                    minutes=minutes,
+                ),
+                "here": request.app.url_path_for("letter", slug=slug),
             },
             status=429,
         )
@@ -178,7 +192,9 @@ async def check_email(request: Request) -> Response:
     letter = (await _snapshot_or_404(request, request.path_params["slug"])).letter
     settings = settings_of(request)
     hours = max(1, round(settings.link_max_age / 3600))
-    context = {"letter": letter, "hours": hours, "subject": settings.mail_subject}
+    # The subject as the email has it: translated when it is the default one.
+    subject = i18n.gettext(settings.mail_subject)
+    context = {"letter": letter, "hours": hours, "subject": subject}
     return render(request, "signatures/check_email.html", context)
 
 
@@ -190,7 +206,7 @@ async def signatures_page(request: Request) -> Response:
         try:
             after_id = signer.loads_cursor(after)
         except ValueError:
-            raise HTTPException(400, "That page link is not valid.") from None
+            raise HTTPException(400, N_("That page link is not valid.")) from None
     slug = request.path_params["slug"]
     letter = (await _snapshot_or_404(request, slug)).letter
 
@@ -198,9 +214,12 @@ async def signatures_page(request: Request) -> Response:
         async with db_session(request) as session:
             names, next_id = await named_signatures(session, letter, after_id, NAMES_PER_PAGE)
         next_cursor = signer.dumps_cursor(next_id) if next_id is not None else None
-        context = {"letter": letter, "names": names, "next_cursor": next_cursor}
+        here = request.app.url_path_for("signatures", slug=slug)
+        if after_id is not None:
+            here += f"?after={signer.dumps_cursor(after_id)}"
+        context = {"letter": letter, "names": names, "next_cursor": next_cursor, "here": here}
         html = render_text(request, "letters/signatures.html", context).encode()
         return html, etag_for(html)
 
-    html, etag = await cached(request, ("names", slug, after_id), load)
+    html, etag = await cached(request, ("names", slug, i18n.current(), after_id), load)
     return conditional(request, html, etag, "text/html; charset=utf-8", HTML_CACHING)

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from letters import i18n
 from letters.chart import chart_svg, cumulative
 from letters.models import utcnow
 from letters.public import LetterNotFound, daily_counts, named_signatures
@@ -31,6 +32,7 @@ CHAR_WIDTH = 7  # average width of an 11px sans-serif character, for sizing the 
 
 
 def badge_svg(count: int) -> str:
+    """The same image in every language, like the JSON: it is embedded on other sites."""
     label = "verified signatures"
     value = f"{count:,}"
     left = len(label) * CHAR_WIDTH + 12
@@ -87,14 +89,20 @@ async def tally_page(request: Request) -> Response:
             "tally": snapshot.tally,
             "domains": snapshot.domains,
             "as_of": utcnow(),
-            "chart": chart_svg(per_day, f"Verified signatures over time: {snapshot.letter.title}"),
+            "chart": chart_svg(
+                per_day,
+                i18n.gettext(
+                    "Verified signatures over time: %(title)s", title=snapshot.letter.title
+                ),
+            ),
             "days": list(zip(per_day, cumulative(per_day), strict=True)),
             "site_url": settings_of(request).base_url,
+            "here": request.app.url_path_for("tally", slug=slug),
         }
         return _rendered(request, "letters/tally.html", context)
 
     try:
-        body, etag = await cached(request, ("tally", slug), load)
+        body, etag = await cached(request, ("tally", slug, i18n.current()), load)
     except LetterNotFound:
         raise HTTPException(404) from None
     return conditional(request, body, etag, "text/html; charset=utf-8", "private, no-cache")
@@ -185,7 +193,7 @@ async def widget(request: Request) -> Response:
         return _rendered(request, "letters/widget.html", context)
 
     try:
-        body, etag = await cached(request, ("widget", slug), load)
+        body, etag = await cached(request, ("widget", slug, i18n.current()), load)
     except LetterNotFound:
         raise HTTPException(404) from None
     return conditional(
