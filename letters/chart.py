@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from letters.i18n import format_number, gettext
+
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 36
 
@@ -32,10 +34,15 @@ def chart_svg(per_day: Sequence[tuple[str, int]], title: str) -> str:
     """Cumulative verified signatures by day, as an accessible SVG (title + description)."""
     points = cumulative(per_day)
     description = (
-        "No verified signatures yet."
+        gettext("No verified signatures yet.")
         if not points
-        else f"From {points[0][0]} to {points[-1][0]}, verified signatures grew to "
-        f"{points[-1][1]:,}. The table below gives the figure for each day."
+        else gettext(
+            "From %(first)s to %(last)s, verified signatures grew to %(total)s. "
+            "The table below gives the figure for each day.",
+            first=points[0][0],
+            last=points[-1][0],
+            total=format_number(points[-1][1]),
+        )
     )
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -47,7 +54,7 @@ def chart_svg(per_day: Sequence[tuple[str, int]], title: str) -> str:
     top_value = _nice_ceiling(max((total for _, total in points), default=1))
     for fraction in (0, 0.5, 1):
         y = TOP + plot_h * (1 - fraction)
-        label = f"{round(top_value * fraction):,}"
+        label = format_number(round(top_value * fraction))
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             'stroke="#d9d6cf" stroke-width="1"/>'

@@ -15,11 +15,14 @@ from typing import Protocol, TypeVar
 import idna
 from email_validator import EmailNotValidError, validate_email
 
+from letters.i18n import gettext
+
 MAX_ADDRESS_LENGTH = 254
 
 
 class AddressError(ValueError):
-    """An address that cannot sign; `message` is safe to show to the person who typed it."""
+    """An address that cannot sign; `message` is safe to show to the person who typed it
+    (in their language: see letters.forms.FieldError)."""
 
     def __init__(self, message: str, code: str = "invalid_email") -> None:
         super().__init__(message)
@@ -47,11 +50,11 @@ def parse_address(raw: str) -> Address:
     """Validate an address typed by a signer and return its normalized forms."""
     text = raw.strip()
     if not text:
-        raise AddressError("Enter your work email address.")
+        raise AddressError(gettext("Enter your work email address."))
     if len(text) > MAX_ADDRESS_LENGTH:
-        raise AddressError("That email address is too long.")
+        raise AddressError(gettext("That email address is too long."))
     if text.endswith("."):
-        raise AddressError("An email address cannot end with a dot.")
+        raise AddressError(gettext("An email address cannot end with a dot."))
     try:
         # Quoted local parts ("a@b"@x) and non-ASCII local parts are refused: company
         # addresses never need them and they are a classic way to hide a second "@".
@@ -64,7 +67,10 @@ def parse_address(raw: str) -> Address:
             allow_display_name=False,
         )
     except EmailNotValidError as error:
-        raise AddressError(f"That is not a valid email address: {error}") from None
+        # email-validator explains what is wrong, in English only.
+        raise AddressError(
+            gettext("That is not a valid email address: %(reason)s", reason=error)
+        ) from None
     domain = result.ascii_domain.lower()
     local = result.local_part.lower()
     email = f"{local}@{domain}"
@@ -101,10 +107,12 @@ def match_domain(domain: str, rules: Iterable[Rule]) -> Rule | None:
 def refusal_message(domain: str, rules: Iterable[DomainRule]) -> str:
     """Explain why an address at `domain` may not sign, naming the domains that may."""
     allowed = sorted(rule.domain for rule in rules)
-    names = ", ".join(allowed) if allowed else "no domains yet"
+    names = ", ".join(allowed) if allowed else gettext("no domains yet")
     if "xn--" in domain:
-        return (
-            f"Addresses at {domain} cannot sign this letter: the domain uses non-Latin "
-            f"characters, so it is not one of the allowed domains ({names})."
+        return gettext(
+            "Addresses at %(domain)s cannot sign this letter: the domain uses non-Latin "
+            "characters, so it is not one of the allowed domains (%(domains)s).",
+            domain=domain,
+            domains=names,
         )
-    return f"Only work addresses at {names} can sign this letter."
+    return gettext("Only work addresses at %(domains)s can sign this letter.", domains=names)

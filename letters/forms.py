@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from letters.domains import MAX_ADDRESS_LENGTH, Address, AddressError, parse_address
+from letters.i18n import N_, gettext
 
 MAX_NAME = 100
 MAX_TITLE = 120
@@ -19,7 +20,11 @@ ALLOWED_FORMAT_CHARS = {"\u200c", "\u200d"}
 
 
 class FieldError(ValueError):
-    """A bad value in one field; `message` is written for the person who typed it."""
+    """A bad value in one field; `message` is written for the person who typed it.
+
+    Messages are translated where they are made (i18n.gettext): in the reader's language
+    on a page, in English in the JSON API.
+    """
 
     def __init__(self, field: str, message: str, code: str = "invalid_field") -> None:
         super().__init__(message)
@@ -29,23 +34,36 @@ class FieldError(ValueError):
 
 
 def clean_text(value: Any, field: str, label: str, max_length: int) -> str:
-    """NFC-normalize, trim and collapse whitespace; refuse control and bidi characters."""
+    """NFC-normalize, trim and collapse whitespace; refuse control and bidi characters.
+
+    `label` names the field in messages: an English text marked with N_().
+    """
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise FieldError(field, f"{label} must be text.")
+        raise FieldError(field, gettext("%(label)s must be text.", label=gettext(label)))
     if len(value) > max_length * 4:
-        raise FieldError(field, f"{label} must be at most {max_length} characters.")
+        raise _too_long(field, label, max_length)
     text = " ".join(unicodedata.normalize("NFC", value).split())
     for char in text:
         category = unicodedata.category(char)
         if char in BIDI_CONTROLS or (
             category in ("Cc", "Cs", "Co", "Cn", "Cf") and char not in ALLOWED_FORMAT_CHARS
         ):
-            raise FieldError(field, f"{label} contains an invisible or control character.")
+            message = gettext(
+                "%(label)s contains an invisible or control character.", label=gettext(label)
+            )
+            raise FieldError(field, message)
     if len(text) > max_length:
-        raise FieldError(field, f"{label} must be at most {max_length} characters.")
+        raise _too_long(field, label, max_length)
     return text
+
+
+def _too_long(field: str, label: str, max_length: int) -> FieldError:
+    message = gettext(
+        "%(label)s must be at most %(max)s characters.", label=gettext(label), max=max_length
+    )
+    return FieldError(field, message)
 
 
 def parse_bool(value: Any, field: str) -> bool:
@@ -57,7 +75,7 @@ def parse_bool(value: Any, field: str) -> bool:
         return True
     if isinstance(value, str) and value.lower() in ("", "0", "false", "off", "no"):
         return False
-    raise FieldError(field, "Choose whether to show your name.")
+    raise FieldError(field, gettext("Choose whether to show your name."))
 
 
 # A hidden signer may have their name shown once this many from their organization signed.
@@ -72,17 +90,19 @@ def parse_reveal_at(value: Any, field: str = "reveal_at") -> int | None:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value in REVEAL_THRESHOLDS:
         return value
-    raise FieldError(field, "Choose when to show your name: at 10, 50, 100 or 500 signatures.")
+    raise FieldError(
+        field, gettext("Choose when to show your name: at 10, 50, 100 or 500 signatures.")
+    )
 
 
 def parse_email(value: Any) -> Address:
     """The work address typed into a form, normalized; `FieldError` on the "email" field."""
     if value is None or value == "":
-        raise FieldError("email", "Enter your work email address.")
+        raise FieldError("email", gettext("Enter your work email address."))
     if not isinstance(value, str):
-        raise FieldError("email", "The email address must be text.")
+        raise FieldError("email", gettext("The email address must be text."))
     if len(value) > MAX_ADDRESS_LENGTH + 2:
-        raise FieldError("email", "That email address is too long.", "invalid_email")
+        raise FieldError("email", gettext("That email address is too long."), "invalid_email")
     try:
         return parse_address(value)
     except AddressError as error:
@@ -104,17 +124,20 @@ class Details:
 
         A threshold only applies to a hidden name, and needs a name to show.
         """
-        name = clean_text(data.get("name"), "name", "Your name", MAX_NAME)
-        title = clean_text(data.get("title"), "title", "Job title or team", MAX_TITLE)
+        name = clean_text(data.get("name"), "name", N_("Your name"), MAX_NAME)
+        title = clean_text(data.get("title"), "title", N_("Job title or team"), MAX_TITLE)
         show_name = parse_bool(data.get("show_name"), "show_name")
         if show_name and not name:
-            raise FieldError("name", "Enter your name, or choose to keep it hidden.")
+            raise FieldError("name", gettext("Enter your name, or choose to keep it hidden."))
         reveal_at = None if show_name else parse_reveal_at(data.get("reveal_at"))
         if reveal_at is not None and not name:
             raise FieldError(
                 "name",
-                f"Enter your name: it will be shown once {reveal_at} people from your "
-                "organization have signed.",
+                gettext(
+                    "Enter your name: it will be shown once %(number)s people from your "
+                    "organization have signed.",
+                    number=reveal_at,
+                ),
             )
         if not ask_title:
             title = ""

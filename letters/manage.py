@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters import ledger, outbox, reveal
 from letters.domains import match_domain, refusal_message
 from letters.forms import Details, FieldError, parse_email
+from letters.i18n import N_, gettext
 from letters.models import (
     AllowedDomain,
     LedgerKind,
@@ -49,8 +50,8 @@ from letters.signing import Compose, LetterClosed, LinkToSend, count
 from letters.tokens import LinkUsed, Signer, TokenError, hash_nonce, new_nonce
 
 MANAGE_LINK = "manage-link"
-INVALID = "This link is not valid."
-EXPIRED = "This link has expired."
+INVALID = N_("This link is not valid.")
+EXPIRED = N_("This link has expired.")
 
 
 class Action(StrEnum):
@@ -97,19 +98,19 @@ def make_token(signer: Signer, link_id: int, nonce: str) -> str:
 def read_token(signer: Signer, token: str, max_age: int) -> tuple[int, str]:
     """(manage link id, nonce) from a token; TokenError if it is not one of ours or expired."""
     if not token.isascii():
-        raise TokenError("invalid_token", INVALID)
+        raise TokenError("invalid_token", gettext(INVALID))
     try:
         data: Any = signer.timed(MANAGE_LINK).loads(token, max_age=max_age)
     except SignatureExpired:
-        raise TokenError("expired_token", EXPIRED) from None
+        raise TokenError("expired_token", gettext(EXPIRED)) from None
     except BadSignature:
-        raise TokenError("invalid_token", INVALID) from None
+        raise TokenError("invalid_token", gettext(INVALID)) from None
     if (
         not isinstance(data, dict)
         or type(data.get("m")) is not int
         or not isinstance(data.get("n"), str)
     ):
-        raise TokenError("invalid_token", INVALID)
+        raise TokenError("invalid_token", gettext(INVALID))
     return data["m"], data["n"]
 
 
@@ -212,12 +213,12 @@ async def inspect(
     link_id, nonce = read_token(signer, token, settings.link_max_age)
     link = await session.get(ManageLink, link_id)
     if link is None or link.nonce_hash != hash_nonce(nonce):
-        raise TokenError("invalid_token", INVALID)
+        raise TokenError("invalid_token", gettext(INVALID))
     letter = await session.get(Letter, link.letter_id)
     if letter is None or letter.status == LetterStatus.draft:
-        raise TokenError("invalid_token", INVALID)
+        raise TokenError("invalid_token", gettext(INVALID))
     if link.used_at is None and link.expires_at <= utcnow():
-        raise TokenError("expired_token", EXPIRED)
+        raise TokenError("expired_token", gettext(EXPIRED))
     signature = await _signature_for(session, link)
     return ManageView(
         letter=letter,
@@ -266,7 +267,7 @@ async def apply(
         expired = link.expires_at <= now
         await session.rollback()
         if expired:
-            raise TokenError("expired_token", EXPIRED)
+            raise TokenError("expired_token", gettext(EXPIRED))
         raise LinkUsed
     signature = await _signature_for(session, link, lock=True)
     if signature is None:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from letters.authors.accounts import Identity
+from letters.i18n import gettext
 from letters.settings import Settings
 
 logger = logging.getLogger("letters.oidc")
@@ -78,26 +79,28 @@ async def start(client: StarletteOAuth2App, request: Request, settings: Settings
         response: Response = await client.authorize_redirect(request, settings.base_url + CALLBACK)
     except Exception as error:  # the provider is unreachable or its metadata is broken
         logger.warning("single sign-on unavailable: %s", type(error).__name__)
-        raise SignOnFailed("Single sign-on is not available right now.") from None
+        raise SignOnFailed(gettext("Single sign-on is not available right now.")) from None
     return response
 
 
 async def finish(client: StarletteOAuth2App, request: Request) -> Identity:
     """Check the provider's answer and return who signed in. Raises SignOnFailed."""
     if request.query_params.get("error"):
-        raise SignOnFailed("Sign-in was cancelled or refused by your identity provider.")
+        raise SignOnFailed(gettext("Sign-in was cancelled or refused by your identity provider."))
     try:
         token: dict[str, Any] = await client.authorize_access_token(request)
     except Exception as error:  # bad state, signature, nonce, audience, expiry, network...
         logger.warning("single sign-on refused: %s", type(error).__name__)
-        raise SignOnFailed("This sign-in could not be verified. Please try again.") from None
+        raise SignOnFailed(
+            gettext("This sign-in could not be verified. Please try again.")
+        ) from None
     claims = token.get("userinfo")
     if (
         not claims
         or not isinstance(claims.get("iss"), str)
         or not isinstance(claims.get("sub"), str)
     ):
-        raise SignOnFailed("Your identity provider did not say who you are.")
+        raise SignOnFailed(gettext("Your identity provider did not say who you are."))
     email = claims.get("email")
     verified = claims.get("email_verified") is True
     name = claims.get("name")

@@ -18,6 +18,7 @@ from starlette.datastructures import FormData, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from letters.i18n import N_, gettext
 from letters.tokens import CSRF, Signer
 
 CSRF_COOKIE = "csrftoken"
@@ -151,10 +152,10 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _too_large(scope, send, 400, "Invalid Content-Length header.")
+                    await _too_large(scope, send, 400, N_("Invalid Content-Length header."))
                     return
                 if declared > self.max_bytes:
-                    await _too_large(scope, send, 413, "The request body is too large.")
+                    await _too_large(scope, send, 413, N_("The request body is too large."))
                     return
 
         received = 0
@@ -179,7 +180,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _too_large(scope, send, 413, "The request body is too large.")
+                await _too_large(scope, send, 413, N_("The request body is too large."))
 
 
 async def _too_large(scope: Scope, send: Send, status: int, text: str) -> None:
@@ -189,7 +190,7 @@ async def _too_large(scope: Scope, send: Send, status: int, text: str) -> None:
         body = f'{{"error": {{"code": "{code}", "message": "{text}", "field": null}}}}'.encode()
         content_type = b"application/json"
     else:
-        body = text.encode()
+        body = gettext(text).encode()
         content_type = b"text/plain; charset=utf-8"
     await send(
         {

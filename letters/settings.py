@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from letters.i18n import N_
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
@@ -67,9 +69,14 @@ class Settings(BaseSettings):
     smtp_url: str = ""
     mail_from: str = "Letters <no-reply@localhost>"
     # What a work mailbox's owner (often the employer) sees of our emails: keep it neutral.
+    # The default subjects are translated into the signer's language; others are kept as set.
     mail_from_name: str | None = Field(default=None, max_length=100)
-    mail_subject: str = Field(default="Confirm your email address", min_length=1, max_length=200)
-    mail_manage_subject: str = Field(default="Your requested link", min_length=1, max_length=200)
+    mail_subject: str = Field(
+        default=N_("Confirm your email address"), min_length=1, max_length=200
+    )
+    mail_manage_subject: str = Field(
+        default=N_("Your requested link"), min_length=1, max_length=200
+    )
     mail_in_app: bool = True
     instance_path: Path = PROJECT_ROOT / "instance"
     link_max_age: int = Field(default=24 * 3600, gt=0)

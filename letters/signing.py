@@ -23,6 +23,7 @@ from letters import ledger, outbox, reveal
 from letters.authors import blocks, milestones
 from letters.domains import match_domain, refusal_message
 from letters.forms import FieldError, SignatureInput
+from letters.i18n import gettext
 from letters.mail import Message
 from letters.models import (
     AllowedDomain,
@@ -164,12 +165,12 @@ async def inspect_link(
     claims = signer.read_link_token(token, settings.link_max_age)
     pending = await session.get(PendingSignature, claims.pending_id)
     if pending is None or pending.nonce_hash != hash_nonce(claims.nonce):
-        raise TokenError("invalid_token", "This link is not valid.")
+        raise TokenError("invalid_token", gettext("This link is not valid."))
     letter = await session.get(Letter, pending.letter_id)
     if letter is None or letter.status == LetterStatus.draft:
-        raise TokenError("invalid_token", "This link is not valid.")
+        raise TokenError("invalid_token", gettext("This link is not valid."))
     if pending.used_at is None and pending.expires_at <= utcnow():
-        raise TokenError("expired_token", "This link has expired.")
+        raise TokenError("expired_token", gettext("This link has expired."))
     return PendingView(letter=letter, pending=pending, used=pending.used_at is not None)
 
 
@@ -204,7 +205,7 @@ async def confirm(
         expired = pending.expires_at <= now  # read before rollback expires the object
         await session.rollback()
         if expired:
-            raise TokenError("expired_token", "This link has expired.")
+            raise TokenError("expired_token", gettext("This link has expired."))
         raise LinkUsed
 
     insert = _insert_for(session)

@@ -16,13 +16,18 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
+from letters.i18n import gettext
+
 SIGNER_LINK = "signer-link"
 CSRF = "csrf"
 CURSOR = "cursor"
 
 
 class TokenError(Exception):
-    """A token that cannot be used; `code` is `invalid_token` or `expired_token`."""
+    """A token that cannot be used; `code` is `invalid_token` or `expired_token`.
+
+    `message` is for the person holding the link, translated where it is made.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -34,7 +39,7 @@ class LinkUsed(TokenError):
     """The link was already used (its signature may well be verified)."""
 
     def __init__(self) -> None:
-        super().__init__("invalid_token", "This link has already been used.")
+        super().__init__("invalid_token", gettext("This link has already been used."))
 
 
 @dataclass(frozen=True)
@@ -81,19 +86,19 @@ class Signer:
 
     def read_link_token(self, token: str, max_age: int) -> LinkClaims:
         if not token.isascii():  # tokens are URL-safe base64; this also rejects surrogates
-            raise TokenError("invalid_token", "This link is not valid.")
+            raise TokenError("invalid_token", gettext("This link is not valid."))
         try:
             data: Any = self.timed(SIGNER_LINK).loads(token, max_age=max_age)
         except SignatureExpired:
-            raise TokenError("expired_token", "This link has expired.") from None
+            raise TokenError("expired_token", gettext("This link has expired.")) from None
         except BadSignature:
-            raise TokenError("invalid_token", "This link is not valid.") from None
+            raise TokenError("invalid_token", gettext("This link is not valid.")) from None
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("p"), int)
             or not isinstance(data.get("n"), str)
         ):
-            raise TokenError("invalid_token", "This link is not valid.")
+            raise TokenError("invalid_token", gettext("This link is not valid."))
         return LinkClaims(pending_id=data["p"], nonce=data["n"])
 
     def dumps_cursor(self, value: int) -> str:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters.i18n import gettext
 from letters.models import SLUG_PATTERN, Author, AuthorRole, Letter, LetterAuthor
 from letters.public import LetterNotFound
 
 
 class NotAllowed(Exception):
-    """The author takes part in this letter but may not do this; `message` says why."""
+    """The author takes part in this letter but may not do this; `message` says why
+    (translated where it is made)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -55,21 +57,23 @@ async def letter_for(
         raise LetterNotFound
     access = Access(letter=row[0], role=row[1])
     if owner and not access.is_owner:
-        raise NotAllowed("Only the letter's owner can do this.")
+        raise NotAllowed(gettext("Only the letter's owner can do this."))
     return access
 
 
 def require_creator(author: Author) -> None:
     if not (author.can_create or author.is_admin):
         raise NotAllowed(
-            "You can work on letters you were invited to, but not start new ones. "
-            "Ask an admin of this site to allow you."
+            gettext(
+                "You can work on letters you were invited to, but not start new ones. "
+                "Ask an admin of this site to allow you."
+            )
         )
 
 
 def require_admin(author: Author) -> None:
     if not author.is_admin:
-        raise NotAllowed("Only an admin of this site can do this.")
+        raise NotAllowed(gettext("Only an admin of this site can do this."))
 
 
 async def my_letters(session: AsyncSession, author: Author) -> list[tuple[Letter, str]]:

@@ -29,6 +29,7 @@ from letters.authors import emails
 from letters.db import writer
 from letters.domains import AddressError, parse_address
 from letters.forms import FieldError
+from letters.i18n import gettext
 from letters.models import Author, AuthorLink, AuthorSession, utcnow
 from letters.ratelimit import Limit, hit, ip_prefix
 from letters.settings import Settings
@@ -49,9 +50,9 @@ class NotAnAuthor(Exception):
 def normalize_email(raw: Any, field: str = "email") -> str:
     """An author's address as stored: checked, ASCII domain, lower case."""
     if not isinstance(raw, str) or not raw.strip():
-        raise FieldError(field, "Enter an email address.")
+        raise FieldError(field, gettext("Enter an email address."))
     if len(raw) > 256:
-        raise FieldError(field, "That email address is too long.")
+        raise FieldError(field, gettext("That email address is too long."))
     try:
         return parse_address(raw).email
     except AddressError as error:
@@ -105,19 +106,19 @@ def make_link_token(signer: Signer, link_id: int, nonce: str) -> str:
 
 def _read_link_token(signer: Signer, token: str) -> tuple[int, str]:
     if not token.isascii() or len(token) > 500:
-        raise TokenError("invalid_token", "This sign-in link is not valid.")
+        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
     try:
         data: Any = signer.timed(LINK_SALT).loads(token, max_age=LINK_MAX_AGE)
     except SignatureExpired:
-        raise TokenError("expired_token", "This sign-in link has expired.") from None
+        raise TokenError("expired_token", gettext("This sign-in link has expired.")) from None
     except BadSignature:
-        raise TokenError("invalid_token", "This sign-in link is not valid.") from None
+        raise TokenError("invalid_token", gettext("This sign-in link is not valid.")) from None
     if (
         not isinstance(data, dict)
         or type(data.get("l")) is not int
         or not isinstance(data.get("n"), str)
     ):
-        raise TokenError("invalid_token", "This sign-in link is not valid.")
+        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
     return data["l"], data["n"]
 
 
@@ -194,14 +195,14 @@ async def inspect_link(
     link_id, nonce = _read_link_token(signer, token)
     link = await session.get(AuthorLink, link_id)
     if link is None or link.nonce_hash != hash_nonce(nonce):
-        raise TokenError("invalid_token", "This sign-in link is not valid.")
+        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
     if link.used_at is not None:
         raise LinkUsed
     if link.expires_at <= now:
-        raise TokenError("expired_token", "This sign-in link has expired.")
+        raise TokenError("expired_token", gettext("This sign-in link has expired."))
     author = await session.get(Author, link.author_id)
     if author is None or author.disabled_at is not None:
-        raise TokenError("invalid_token", "This sign-in link is not valid.")
+        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
     return LinkView(link=link, author=author)
 
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters.i18n import N_
 from letters.models import AuditEntry, Author, utcnow
 
 
@@ -27,17 +28,17 @@ class Action(StrEnum):
 
 
 LABELS = {
-    Action.created: "Started the draft",
-    Action.edited: "Edited the draft",
-    Action.published: "Published the letter",
-    Action.revised: "Published a new version",
-    Action.closed: "Closed the letter",
-    Action.reopened: "Reopened the letter",
-    Action.settings: "Changed the settings",
-    Action.invited: "Added a co-author",
-    Action.removed_author: "Removed a co-author",
-    Action.hid_name: "Hid a signer's name",
-    Action.invalidated: "Invalidated a signature",
+    Action.created: N_("Started the draft"),
+    Action.edited: N_("Edited the draft"),
+    Action.published: N_("Published the letter"),
+    Action.revised: N_("Published a new version"),
+    Action.closed: N_("Closed the letter"),
+    Action.reopened: N_("Reopened the letter"),
+    Action.settings: N_("Changed the settings"),
+    Action.invited: N_("Added a co-author"),
+    Action.removed_author: N_("Removed a co-author"),
+    Action.hid_name: N_("Hid a signer's name"),
+    Action.invalidated: N_("Invalidated a signature"),
 }
 
 MODERATION = (Action.hid_name, Action.invalidated)

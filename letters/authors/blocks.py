@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters.i18n import gettext
 from letters.models import BlockedSigner
 from letters.tokens import TokenError
 
@@ -15,7 +16,10 @@ class SignatureRemoved(TokenError):
     def __init__(self) -> None:
         super().__init__(
             "invalid_token",
-            "The authors of this letter removed this signature, so it cannot be confirmed again.",
+            gettext(
+                "The authors of this letter removed this signature, so it cannot be confirmed "
+                "again."
+            ),
         )
 
 

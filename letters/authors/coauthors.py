@@ -14,6 +14,7 @@ from letters.authors import audit, emails
 from letters.authors.access import NotAllowed, letter_for
 from letters.authors.accounts import find_author, normalize_email
 from letters.forms import FieldError
+from letters.i18n import gettext
 from letters.models import Author, AuthorRole, LetterAuthor, utcnow
 from letters.settings import Settings
 
@@ -49,16 +50,20 @@ async def invite(
     email = normalize_email(raw_email)
     current = await authors_of(session, letter.id)
     if any(author.email == email for author, _ in current):
-        raise FieldError("email", f"{email} is already an author of this letter.")
+        raise FieldError(
+            "email", gettext("%(email)s is already an author of this letter.", email=email)
+        )
     if len(current) >= MAX_AUTHORS:
-        raise FieldError("email", f"A letter can have at most {MAX_AUTHORS} authors.")
+        raise FieldError(
+            "email", gettext("A letter can have at most %(max)s authors.", max=MAX_AUTHORS)
+        )
     invitee = await find_author(session, email)
     if invitee is None:
         invitee = Author(email=email, created_at=now)
         session.add(invitee)
         await session.flush()
     elif invitee.disabled_at is not None:
-        raise FieldError("email", "This person's account was disabled by an admin.")
+        raise FieldError("email", gettext("This person's account was disabled by an admin."))
     session.add(
         LetterAuthor(
             letter_id=letter.id,
@@ -91,7 +96,7 @@ async def remove(
     access = await letter_for(session, author, slug)
     leaving = author_id == author.id
     if not access.is_owner and not leaving:
-        raise NotAllowed("Only the letter's owner can remove co-authors.")
+        raise NotAllowed(gettext("Only the letter's owner can remove co-authors."))
     letter_id = access.letter.id
     assert letter_id is not None
     member = (
@@ -102,9 +107,9 @@ async def remove(
         )
     ).first()
     if member is None:
-        raise NotAllowed("This person is not an author of this letter.")
+        raise NotAllowed(gettext("This person is not an author of this letter."))
     if member[1].role == AuthorRole.owner:
-        raise NotAllowed("The owner cannot be removed.")
+        raise NotAllowed(gettext("The owner cannot be removed."))
     await session.exec(delete(LetterAuthor).where(col(LetterAuthor.id) == member[1].id))  # type: ignore[call-overload]
     detail = member[0].email + (" (left)" if leaving else "")
     await audit.record(

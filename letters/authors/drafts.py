@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.authors import audit
 from letters.authors.access import Access, NotAllowed, letter_for, require_creator
 from letters.authors.forms import FormErrors, LetterDraft, LetterSettings, closes_on
+from letters.i18n import N_, gettext
 from letters.models import (
     AllowedDomain,
     Author,
@@ -29,7 +30,7 @@ from letters.models import (
     utcnow,
 )
 
-SLUG_TAKEN = "Another letter already has this address. Choose another."
+SLUG_TAKEN = N_("Another letter already has this address. Choose another.")
 
 
 class PublishRefused(Exception):
@@ -56,7 +57,7 @@ async def domains_of(session: AsyncSession, letter_id: int) -> Sequence[AllowedD
 async def _slug_free(session: AsyncSession, slug: str, letter_id: int | None) -> None:
     other = (await session.exec(select(Letter.id).where(Letter.slug == slug))).first()
     if other is not None and other != letter_id:
-        raise FormErrors({"slug": SLUG_TAKEN})
+        raise FormErrors({"slug": gettext(SLUG_TAKEN)})
 
 
 async def _replace_domains(session: AsyncSession, letter_id: int, draft: LetterDraft) -> None:
@@ -77,7 +78,7 @@ async def _commit_or_slug_taken(session: AsyncSession) -> None:
         await session.commit()
     except IntegrityError:  # another letter took the slug between the check and the write
         await session.rollback()
-        raise FormErrors({"slug": SLUG_TAKEN}) from None
+        raise FormErrors({"slug": gettext(SLUG_TAKEN)}) from None
 
 
 async def create_draft(
@@ -103,7 +104,7 @@ async def create_draft(
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        raise FormErrors({"slug": SLUG_TAKEN}) from None
+        raise FormErrors({"slug": gettext(SLUG_TAKEN)}) from None
     assert letter.id is not None
     session.add(LetterAuthor(letter_id=letter.id, author_id=author.id, role=AuthorRole.owner))  # type: ignore[arg-type]
     await _replace_domains(session, letter.id, draft)
@@ -134,7 +135,9 @@ async def save_draft(
     access = await letter_for(session, author, slug)
     letter = access.letter
     if letter.status != LetterStatus.draft:
-        raise NotAllowed("This letter is published: its text changes only by a new version.")
+        raise NotAllowed(
+            gettext("This letter is published: its text changes only by a new version.")
+        )
     if loaded and loaded != stamp(letter):
         raise EditConflict
     if draft.slug != letter.slug:
@@ -158,11 +161,13 @@ def readiness(letter: Letter, domains: Sequence[AllowedDomain], now: datetime) -
     """What a draft still needs before it can be published (empty when ready)."""
     problems: dict[str, str] = {}
     if not letter.body.strip():
-        problems["body"] = "Write the letter's text."
+        problems["body"] = gettext("Write the letter's text.")
     if not domains:
-        problems["domains"] = "Add at least one company domain whose staff may sign."
+        problems["domains"] = gettext("Add at least one company domain whose staff may sign.")
     if letter.closes_at is not None and letter.closes_at <= now:
-        problems["closes_on"] = "The closing date has passed: choose a later one or remove it."
+        problems["closes_on"] = gettext(
+            "The closing date has passed: choose a later one or remove it."
+        )
     return problems
 
 
@@ -174,7 +179,7 @@ async def publish(
     access = await letter_for(session, author, slug)
     letter = access.letter
     if letter.status != LetterStatus.draft:
-        raise NotAllowed("This letter is already published.")
+        raise NotAllowed(gettext("This letter is already published."))
     assert letter.id is not None
     problems = readiness(letter, await domains_of(session, letter.id), now)
     if problems:
@@ -195,7 +200,7 @@ async def publish(
     )
     if changed.rowcount != 1:  # another author published it a moment ago
         await session.rollback()
-        raise NotAllowed("This letter is already published.")
+        raise NotAllowed(gettext("This letter is already published."))
     session.add(
         LetterVersion(
             letter_id=letter.id,
@@ -225,7 +230,7 @@ async def close(
     )
     if changed.rowcount != 1:
         await session.rollback()
-        raise NotAllowed("Only a published letter can be closed.")
+        raise NotAllowed(gettext("Only a published letter can be closed."))
     await audit.record(session, letter.id, author, audit.Action.closed, now=now)  # type: ignore[arg-type]
     await session.commit()
     return letter
@@ -240,8 +245,10 @@ async def reopen(
     if letter.status == LetterStatus.closed and letter.closes_at and letter.closes_at <= now:
         await session.rollback()
         raise NotAllowed(
-            "The closing date has passed. Set a later closing date (or none) in the "
-            "settings, then reopen."
+            gettext(
+                "The closing date has passed. Set a later closing date (or none) in the "
+                "settings, then reopen."
+            )
         )
     changed = await session.exec(  # type: ignore[call-overload]
         update(Letter)
@@ -250,7 +257,7 @@ async def reopen(
     )
     if changed.rowcount != 1:
         await session.rollback()
-        raise NotAllowed("Only a closed letter can be reopened.")
+        raise NotAllowed(gettext("Only a closed letter can be reopened."))
     await audit.record(session, letter.id, author, audit.Action.reopened, now=now)  # type: ignore[arg-type]
     await session.commit()
     return letter

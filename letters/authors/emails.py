@@ -9,7 +9,7 @@ from jinja2 import Environment
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters import outbox
+from letters import i18n, outbox
 from letters.mail import Message, make_mail_env
 from letters.models import Author, LetterAuthor
 
@@ -20,7 +20,11 @@ def mail_env() -> Environment:
 
 
 def render(name: str, to: str, context: dict[str, Any]) -> Message:
-    """Render `authors/email/{name}.txt` and `.html`; the subject is the text's first line."""
+    """Render `authors/email/{name}.txt` and `.html`; the subject is the text's first line.
+
+    In the current language: that of the author who asked for it (a sign-in link) or who
+    made it happen (an invitation).
+    """
     text = mail_env().get_template(f"authors/email/{name}.txt").render(context)
     subject, _, body = text.partition("\n")
     html = mail_env().get_template(f"authors/email/{name}.html").render(context)
@@ -41,8 +45,13 @@ async def letter_authors(session: AsyncSession, letter_id: int) -> list[Author]:
 async def to_authors(
     session: AsyncSession, letter_id: int, name: str, context: dict[str, Any]
 ) -> list[int]:
-    """Queue one email per author of the letter, in the caller's transaction."""
+    """Queue one email per author of the letter, in the caller's transaction.
+
+    In the site's default language: these emails answer none of the authors (a signer's
+    confirmation sends them), and authors' languages are not stored.
+    """
     ids = []
-    for author in await letter_authors(session, letter_id):
-        ids.append(await outbox.enqueue(session, render(name, author.email, context)))
+    with i18n.using(i18n.DEFAULT):
+        for author in await letter_authors(session, letter_id):
+            ids.append(await outbox.enqueue(session, render(name, author.email, context)))
     return ids

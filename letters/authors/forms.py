@@ -1,7 +1,8 @@
 """What authors type into the letter forms, checked field by field.
 
 Every error is collected (not just the first) and tied to its field, so a form can be
-shown again with all its problems and everything the author typed.
+shown again with all its problems and everything the author typed. Messages are in the
+author's language (i18n.gettext).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from letters.domains import normalize_domain
 from letters.forms import FieldError, clean_text
+from letters.i18n import N_, format_number, gettext
 from letters.importer import DomainSpec
 from letters.models import SLUG_PATTERN
 
@@ -79,9 +81,9 @@ def slugify(text: str) -> str:
 
 
 def clean_title(value: Any) -> str:
-    title = clean_text(value, "title", "The title", MAX_TITLE)
+    title = clean_text(value, "title", N_("The title"), MAX_TITLE)
     if not title:
-        raise FieldError("title", "Give the letter a title.")
+        raise FieldError("title", gettext("Give the letter a title."))
     return title
 
 
@@ -93,7 +95,7 @@ def clean_body(value: Any, name: str = "body") -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise FieldError(name, "The text must be text.")
+        raise FieldError(name, gettext("The text must be text."))
     text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
     text = "".join(
         char
@@ -101,12 +103,13 @@ def clean_body(value: Any, name: str = "body") -> str:
         if char in "\n\t" or unicodedata.category(char) not in ("Cc", "Cs", "Co", "Cn")
     ).strip()
     if len(text) > MAX_BODY:
-        raise FieldError(
-            name,
-            f"The text is {len(text):,} characters long; a letter can have at most "
-            f"{MAX_BODY:,}. Shorten it, or link to a longer document.",
-            "too_long",
+        message = gettext(
+            "The text is %(length)s characters long; a letter can have at most %(max)s. "
+            "Shorten it, or link to a longer document.",
+            length=format_number(len(text)),
+            max=format_number(MAX_BODY),
         )
+        raise FieldError(name, message, "too_long")
     return text
 
 
@@ -115,17 +118,22 @@ def clean_slug(value: Any, title: str) -> str:
     if not text:
         text = slugify(title)
         if not text:
-            raise FieldError("slug", "Choose the letter's address: letters, digits and hyphens.")
+            raise FieldError(
+                "slug", gettext("Choose the letter's address: letters, digits and hyphens.")
+            )
     if text in RESERVED_SLUGS:
-        raise FieldError("slug", f"“{text}” is kept for the site itself. Choose another address.")
-    if not SLUG_PATTERN.match(text):
-        suggestion = slugify(text) or slugify(title)
-        hint = f" For example: {suggestion}" if suggestion else ""
         raise FieldError(
             "slug",
-            "Use only lower-case letters a-z, digits and single hyphens, at most 80 "
-            f"characters.{hint}",
+            gettext("“%(slug)s” is kept for the site itself. Choose another address.", slug=text),
         )
+    if not SLUG_PATTERN.match(text):
+        suggestion = slugify(text) or slugify(title)
+        rule = gettext(
+            "Use only lower-case letters a-z, digits and single hyphens, at most 80 characters."
+        )
+        if suggestion:
+            rule += " " + gettext("For example: %(slug)s", slug=suggestion)
+        raise FieldError("slug", rule)
     return text
 
 
@@ -135,7 +143,13 @@ def clean_goal(value: Any) -> int | None:
         return None
     text = text.replace(",", "").replace(" ", "")
     if not (text.isascii() and text.isdigit() and len(text) <= 8) or not 1 <= int(text) <= MAX_GOAL:
-        raise FieldError("goal", f"Enter a whole number from 1 to {MAX_GOAL:,}, or leave it empty.")
+        raise FieldError(
+            "goal",
+            gettext(
+                "Enter a whole number from 1 to %(max)s, or leave it empty.",
+                max=format_number(MAX_GOAL),
+            ),
+        )
     return int(text)
 
 
@@ -149,12 +163,14 @@ def clean_closes_on(value: Any, now: datetime) -> datetime | None:
             raise ValueError
         day = date.fromisoformat(text)
     except ValueError:
-        raise FieldError("closes_on", "Enter a date as YYYY-MM-DD, or leave it empty.") from None
+        raise FieldError(
+            "closes_on", gettext("Enter a date as YYYY-MM-DD, or leave it empty.")
+        ) from None
     closes_at = datetime.combine(day + timedelta(days=1), time(0), UTC)
     if closes_at <= now:
-        raise FieldError("closes_on", "Choose today or a later day.")
+        raise FieldError("closes_on", gettext("Choose today or a later day."))
     if day.year > now.year + 5:
-        raise FieldError("closes_on", "Choose a day in the next five years.")
+        raise FieldError("closes_on", gettext("Choose a day in the next five years."))
     return closes_at
 
 
@@ -175,26 +191,32 @@ def clean_domains(data: Mapping[str, Any], errors: dict[str, str]) -> list[Domai
             continue
         try:
             if not domain_text:
-                raise FieldError(f"domain-{index}", "Enter the domain, such as example.com.")
+                raise FieldError(
+                    f"domain-{index}", gettext("Enter the domain, such as example.com.")
+                )
             try:
                 domain = normalize_domain(domain_text[:253].lstrip("@"))
             except ValueError:
                 raise FieldError(
-                    f"domain-{index}", "Enter a domain name such as example.com, without @."
+                    f"domain-{index}",
+                    gettext("Enter a domain name such as example.com, without @."),
                 ) from None
             if domain in seen:
-                raise FieldError(f"domain-{index}", f"{domain} is listed twice.")
+                raise FieldError(
+                    f"domain-{index}", gettext("%(domain)s is listed twice.", domain=domain)
+                )
             seen.add(domain)
         except FieldError as error:
             errors[error.field] = error.message
             continue
         try:
             organization = clean_text(
-                raw_organization, f"organization-{index}", "The organization", MAX_ORGANIZATION
+                raw_organization, f"organization-{index}", N_("The organization"), MAX_ORGANIZATION
             )
             if not organization:
                 raise FieldError(
-                    f"organization-{index}", f"Name the organization whose staff use {domain}."
+                    f"organization-{index}",
+                    gettext("Name the organization whose staff use %(domain)s.", domain=domain),
                 )
         except FieldError as error:
             errors[error.field] = error.message
@@ -244,10 +266,12 @@ def parse_revision(data: Mapping[str, Any]) -> Revision:
     title = _field(errors, clean_title, data.get("title")) or ""
     body = _field(errors, clean_body, data.get("body")) or ""
     if "body" not in errors and not body:
-        errors["body"] = "The letter needs a text."
-    note = _field(errors, clean_text, data.get("note"), "note", "The note", MAX_NOTE) or ""
+        errors["body"] = gettext("The letter needs a text.")
+    note = _field(errors, clean_text, data.get("note"), "note", N_("The note"), MAX_NOTE) or ""
     if "note" not in errors and not note:
-        errors["note"] = "Say in a sentence what changed; readers see it with the new version."
+        errors["note"] = gettext(
+            "Say in a sentence what changed; readers see it with the new version."
+        )
     if errors:
         raise FormErrors(errors)
     return Revision(title=title, body=body, note=note)

@@ -24,6 +24,7 @@ from letters import ledger
 from letters.authors import audit
 from letters.authors.access import NotAllowed, letter_for
 from letters.forms import FieldError, clean_text
+from letters.i18n import N_, gettext
 from letters.models import (
     Author,
     BlockedSigner,
@@ -46,11 +47,12 @@ class Reason(StrEnum):
     other = "other"
 
 
+# Labels for the authors' form, translated where shown; the log records the reason's code.
 REASONS = {
-    Reason.spam: "Spam or abuse",
-    Reason.not_employee: "Not an employee (a shared or misused address)",
-    Reason.impersonation: "Impersonation: signed under someone else's name",
-    Reason.other: "Other",
+    Reason.spam: N_("Spam or abuse"),
+    Reason.not_employee: N_("Not an employee (a shared or misused address)"),
+    Reason.impersonation: N_("Impersonation: signed under someone else's name"),
+    Reason.other: N_("Other"),
 }
 
 
@@ -123,7 +125,7 @@ async def _locked_signature(
 ) -> tuple[Letter, Signature]:
     letter = (await letter_for(session, author, slug)).letter
     if letter.status == LetterStatus.draft:
-        raise NotAllowed("A draft has no signatures.")
+        raise NotAllowed(gettext("A draft has no signatures."))
     # The signature first, then the letter's row (in count/ledger): the order confirm uses.
     signature = (
         await session.exec(
@@ -198,10 +200,10 @@ async def hide_name(
 def parse_reason(reason: Any, details: Any) -> str:
     """The recorded reason: one of REASONS, with optional details (required for "other")."""
     if reason not in REASONS:
-        raise FieldError("reason", "Choose why this signature is invalid.")
-    text = clean_text(details, "details", "The details", 200)
+        raise FieldError("reason", gettext("Choose why this signature is invalid."))
+    text = clean_text(details, "details", N_("The details"), 200)
     if reason == Reason.other and not text:
-        raise FieldError("details", "Say why this signature is invalid.")
+        raise FieldError("details", gettext("Say why this signature is invalid."))
     return f"{reason}: {text}" if text else str(reason)
 
 

@@ -22,6 +22,7 @@ from letters.authors import audit
 from letters.authors.access import NotAllowed, letter_for
 from letters.authors.drafts import EditConflict
 from letters.authors.forms import FormErrors, Revision
+from letters.i18n import gettext
 from letters.models import Author, Letter, LetterStatus, LetterVersion, Signature, utcnow
 
 CONTEXT_LINES = 2
@@ -45,13 +46,15 @@ async def revise(
     assert letter.id is not None
     if letter.status != LetterStatus.published:
         raise NotAllowed(
-            "Only a published letter can be revised. A draft is edited directly; "
-            "reopen a closed letter first."
+            gettext(
+                "Only a published letter can be revised. A draft is edited directly; "
+                "reopen a closed letter first."
+            )
         )
     if base_version is not None and base_version != letter.version:
         raise EditConflict
     if (revision.title, revision.body) == (letter.title, letter.body):
-        raise FormErrors({"body": "Nothing changed: edit the title or the text."})
+        raise FormErrors({"body": gettext("Nothing changed: edit the title or the text.")})
     previous = letter.version
     # Read before the update below, which refreshes `letter` in the session.
     old_title, old_body = letter.title, letter.body

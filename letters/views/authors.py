@@ -20,6 +20,7 @@ from letters import oidc, outbox
 from letters.authors import accounts
 from letters.authors.access import NotAllowed, my_letters, require_admin
 from letters.forms import FieldError
+from letters.i18n import N_, gettext
 from letters.models import Author
 from letters.public import LetterNotFound
 from letters.ratelimit import RateLimited
@@ -46,7 +47,9 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     return response
 
 
-def message(request: Request, status: int, text: str, title: str = "That did not work") -> Response:
+def message(request: Request, status: int, text: str, title: str | None = None) -> Response:
+    """A page saying what went wrong; `text` and `title` are already translated."""
+    title = title or gettext("That did not work")
     return render(request, "authors/message.html", {"title": title, "text": text}, status)
 
 
@@ -105,7 +108,7 @@ def signed_in(view: AuthorView) -> Callable[[Request], Awaitable[Response]]:
         except LetterNotFound:
             raise HTTPException(404) from None
         except NotAllowed as refusal:
-            return message(request, 403, refusal.message, "Not allowed")
+            return message(request, 403, refusal.message, gettext("Not allowed"))
 
     return endpoint
 
@@ -121,12 +124,12 @@ async def read_form(request: Request, max_fields: int = 20) -> dict[str, str]:
     except BodyTooLarge:
         raise  # answered with 413 by BodyLimitMiddleware
     except Exception:  # malformed bodies of every kind: python-multipart raises many types
-        raise HTTPException(400, "The form could not be read.") from None
+        raise HTTPException(400, N_("The form could not be read.")) from None
     try:
         check_csrf(request, form)
     except CSRFError:
         raise HTTPException(
-            403, "This form has expired. Go back, reload the page and try again."
+            403, N_("This form has expired. Go back, reload the page and try again.")
         ) from None
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
@@ -195,7 +198,9 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(request, 422, {error.field: error.message}, form=form)
     except RateLimited as limited:
         response = message(
-            request, 429, "Too many sign-in emails were asked for. Please wait and try again."
+            request,
+            429,
+            gettext("Too many sign-in emails were asked for. Please wait and try again."),
         )
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
@@ -228,8 +233,10 @@ async def link_page(request: Request) -> Response:
 def _link_problem(request: Request, error: TokenError) -> Response:
     text = error.message
     if isinstance(error, LinkUsed):
-        text = "This sign-in link has already been used. Ask for a new one."
-    return render(request, "authors/link_problem.html", {"text": text}, 400)
+        text = gettext("This sign-in link has already been used. Ask for a new one.")
+    # The language links lead to the sign-in page: this page never repeats the link's token.
+    context = {"text": text, "here": _sign_in_path(request)}
+    return render(request, "authors/link_problem.html", context, 400)
 
 
 async def link_confirm(request: Request) -> Response:
@@ -261,6 +268,12 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+def _sign_in_path(request: Request) -> str:
+    # Where the language links lead from single sign-on's pages: never back to the
+    # callback, whose one-time code is used up (and must stay out of addresses and logs).
+    return str(request.app.url_path_for("author_sign_in"))
+
+
 async def oidc_start(request: Request) -> Response:
     client = request.app.state.oidc
     if client is None:
@@ -268,7 +281,7 @@ async def oidc_start(request: Request) -> Response:
     try:
         return await oidc.start(client, request, settings_of(request))
     except oidc.SignOnFailed as error:
-        return _sign_in_page(request, 503, {"sso": str(error)})
+        return _sign_in_page(request, 503, {"sso": str(error)}, here=_sign_in_path(request))
 
 
 async def oidc_callback(request: Request) -> Response:
@@ -278,7 +291,7 @@ async def oidc_callback(request: Request) -> Response:
     try:
         identity = await oidc.finish(client, request)
     except oidc.SignOnFailed as error:
-        return _sign_in_page(request, 400, {"sso": str(error)})
+        return _sign_in_page(request, 400, {"sso": str(error)}, here=_sign_in_path(request))
     async with db_session(request, write=True) as session:
         try:
             author = await accounts.author_for_identity(session, identity)
@@ -287,9 +300,12 @@ async def oidc_callback(request: Request) -> Response:
                 request,
                 403,
                 {
-                    "sso": "You signed in, but you have no author account here. An admin can "
-                    "add you, or a letter's owner can invite you."
+                    "sso": gettext(
+                        "You signed in, but you have no author account here. An admin can "
+                        "add you, or a letter's owner can invite you."
+                    )
                 },
+                here=_sign_in_path(request),
             )
         token = await accounts.start_session(session, author, "oidc")
     response = RedirectResponse(request.app.url_path_for("author_home"), 303, headers=NO_STORE)
@@ -320,17 +336,21 @@ async def admin(request: Request, author: Author) -> Response:
                 if form.get("action") == "add":
                     email = accounts.normalize_email(form.get("email"))
                     await accounts.add_author(session, email, can_create=True)
-                    notice = f"{email} can now sign in and start letters."
+                    notice = gettext("%(email)s can now sign in and start letters.", email=email)
                 else:
                     target = form.get("author_id", "")
                     if not target.isascii() or not target.isdigit() or len(target) > 9:
-                        raise HTTPException(400, "Choose an author.")
+                        raise HTTPException(400, N_("Choose an author."))
                     allowed = form.get("action") == "allow"
                     changed = await accounts.set_can_create(session, int(target), allowed)
                     if changed is None:
                         raise HTTPException(404)
-                    verb = "can" if changed.can_create else "can no longer"
-                    notice = f"{changed.email} {verb} start letters."
+                    if changed.can_create:
+                        notice = gettext("%(email)s can start letters.", email=changed.email)
+                    else:
+                        notice = gettext(
+                            "%(email)s can no longer start letters.", email=changed.email
+                        )
                 await session.commit()
             except FieldError as error:
                 errors[error.field] = error.message

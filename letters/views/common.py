@@ -14,6 +14,7 @@ from starlette.responses import Response
 from letters import outbox
 from letters.cache import TTLCache
 from letters.cache import etag_for as etag_for  # shared by the views
+from letters.i18n import gettext
 from letters.mail import Message, render
 from letters.public import LetterSnapshot, load_snapshot
 from letters.settings import Settings
@@ -53,7 +54,9 @@ def signing_email(request: Request) -> Compose:
 
     def compose(address: str, token: str) -> Message:
         context = {"link": link_url(settings, token), "hours": hours, "site": settings.base_url}
-        return render(env, "confirm_signature", address, context, settings.mail_subject)
+        # The default subject is in the catalog; one an instance chose is kept as it is.
+        subject = gettext(settings.mail_subject)
+        return render(env, "confirm_signature", address, context, subject)
 
     return compose
 
@@ -67,7 +70,8 @@ def manage_email(request: Request) -> Compose:
     def compose(address: str, token: str) -> Message:
         # BASE_URL, never the Host header, as for signing links.
         context = {"link": f"{settings.base_url}/manage/{token}", "hours": hours}
-        return render(env, "manage_signature", address, context, settings.mail_manage_subject)
+        subject = gettext(settings.mail_manage_subject)
+        return render(env, "manage_signature", address, context, subject)
 
     return compose
 

@@ -22,6 +22,7 @@ from letters.authors.forms import (
     parse_settings,
 )
 from letters.forms import FieldError
+from letters.i18n import gettext
 from letters.markdown import render_markdown
 from letters.models import Author, LetterStatus, LetterVersion, utcnow
 from letters.views.authors import NO_STORE, path_id, read_form, render, send_soon, signed_in
@@ -115,8 +116,10 @@ async def _edit_post(request: Request, author: Author, letter: Any) -> Response:
         return _editor(request, letter, form, rows, problem.errors, 422)
     except drafts.EditConflict:
         conflict = {
-            "conflict": "Someone else saved this draft after you opened it. Your text is "
-            "below, not saved: copy what you need, then reload the draft."
+            "conflict": gettext(
+                "Someone else saved this draft after you opened it. Your text is "
+                "below, not saved: copy what you need, then reload the draft."
+            )
         }
         return _editor(request, letter, form, rows, conflict, 409)
     return _overview(request, saved.slug, saved="1")
@@ -208,6 +211,7 @@ async def publish(request: Request, author: Author) -> Response:
             "flags": {},
             "refused": True,
             "closes_on": closes_on(access.letter.closes_at),
+            "here": request.app.url_path_for("author_letter", slug=slug),
         }
         return render(request, "authors/letter.html", context, 422)
     forget_letter(request, slug)
@@ -321,8 +325,10 @@ async def revise(request: Request, author: Author) -> Response:
         return render(request, "authors/revise.html", context, 422)
     except drafts.EditConflict:
         context["errors"] = {
-            "conflict": "Another author published a new version while you were editing. "
-            "Your text is below, not published: compare it with the current version first."
+            "conflict": gettext(
+                "Another author published a new version while you were editing. "
+                "Your text is below, not published: compare it with the current version first."
+            )
         }
         return render(request, "authors/revise.html", context, 409)
     forget_letter(request, slug)
@@ -346,7 +352,7 @@ async def authors_page(request: Request, author: Author) -> Response:
                     session, author, slug, form.get("email"), request.app.state.settings
                 )
             background = send_soon(request, outbox_id)
-            notice = "Added. They get an email telling them how to sign in."
+            notice = gettext("Added. They get an email telling them how to sign in.")
             form = {}
         except FieldError as error:
             errors, status = {error.field: error.message}, 422

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from letters import ledger, snapshots
+from letters.i18n import gettext
 from letters.public import LetterNotFound, LetterSnapshot
 from letters.security import BodyTooLarge, CSRFError, check_csrf
 from letters.views.api import error, iso, letter_url, not_found
@@ -156,20 +157,22 @@ async def receipt(request: Request) -> Response:
     except BodyTooLarge:
         raise
     except CSRFError:
-        context["error"] = "This page expired before you pressed the button. Please try again."
+        context["error"] = gettext(
+            "This page expired before you pressed the button. Please try again."
+        )
         return _render(request, context, 403)
     except Exception:  # a malformed form body
-        context["error"] = "The form could not be read."
+        context["error"] = gettext("The form could not be read.")
         return _render(request, context, 400)
     text = form.get("receipt")
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_RECEIPT:
-        context["error"] = "Paste the receipt shown when you confirmed your signature."
+        context["error"] = gettext("Paste the receipt shown when you confirmed your signature.")
         return _render(request, context, 422)
     async with db_session(request) as session:
         entries = await ledger.find_receipt(session, letter.id, text)  # type: ignore[arg-type]
     context["receipt"] = text.strip()
     if not entries:
-        context["error"] = (
+        context["error"] = gettext(
             "No entry of this letter's ledger matches this receipt. Check that you copied all "
             "of it, and that it is a receipt for this letter."
         )

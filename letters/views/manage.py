@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from letters import manage
 from letters.forms import REVEAL_THRESHOLDS, Details, FieldError
+from letters.i18n import N_, gettext, ngettext
 from letters.public import LetterNotFound
 from letters.ratelimit import RateLimited
 from letters.security import BodyTooLarge, CSRFError, check_csrf, csrf_token
@@ -34,13 +35,13 @@ HIDDEN_BY_AUTHORS = (
     "The letter's authors hid the name of this signature, so it cannot be shown on this "
     "letter. Your signature still counts, as hidden."
 )
-USED = "This link has already been used. Ask for a new one on the letter page if you need to."
-CLOSED = (
+USED = N_("This link has already been used. Ask for a new one on the letter page if you need to.")
+CLOSED = N_(
     "This letter has closed, so its signatures can no longer be changed. "
     "You can still withdraw your signature or hide your name."
 )
-GONE = "The signature this link was for has been withdrawn or removed, so nothing was changed."
-UNCHANGED = "Nothing changed: your signature already looks like that."
+GONE = N_("The signature this link was for has been withdrawn or removed, so nothing was changed.")
+UNCHANGED = N_("Nothing changed: your signature already looks like that.")
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -51,7 +52,9 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
 
 
 def _problem(request: Request, message: str, status: int, expired: bool = False) -> Response:
-    return _render(request, "manage/problem.html", {"message": message, "expired": expired}, status)
+    # The language links lead home: a page about an unusable link never repeats its token.
+    context = {"message": message, "expired": expired, "here": request.app.url_path_for("index")}
+    return _render(request, "manage/problem.html", context, status)
 
 
 async def _request_page(
@@ -102,13 +105,21 @@ async def request_link(request: Request) -> Response:
         errors = {"manage_email": error.message}
         return await _request_page(request, slug, form_values, errors, 422)
     except RateLimited as limited:
+        minutes = max(1, limited.retry_after // 60)
         response = render(
             request,
             "errors/error.html",
             {
                 "status": 429,
-                "message": "Too many requests came from here or for this address. "
-                f"Please wait {max(1, limited.retry_after // 60)} minutes and try again.",
+                "message": ngettext(
+                    "Too many requests came from here or for this address. "
+                    "Please wait %(minutes)s minute and try again.",
+                    "Too many requests came from here or for this address. "
+                    "Please wait %(minutes)s minutes and try again.",
+                    minutes,
+                    minutes=minutes,
+                ),
+                "here": request.app.url_path_for("letter", slug=slug),
             },
             status=429,
         )
@@ -124,7 +135,7 @@ async def request_link(request: Request) -> Response:
 async def link_sent(request: Request) -> Response:
     letter = (await _snapshot_or_404(request, request.path_params["slug"])).letter
     hours = max(1, round(settings_of(request).link_max_age / 3600))
-    subject = settings_of(request).mail_manage_subject
+    subject = gettext(settings_of(request).mail_manage_subject)  # as the email has it
     return render(
         request, "manage/sent.html", {"letter": letter, "hours": hours, "subject": subject}
     )
@@ -177,9 +188,9 @@ async def manage_page(request: Request) -> Response:
         return _problem(request, error.message, 400, error.code == "expired_token")
     if view.used:
         # Say no more than that: whoever reads the mailbox later learns nothing else.
-        return _problem(request, USED, 400)
+        return _problem(request, gettext(USED), 400)
     if view.signature is None:
-        return _problem(request, GONE, 409)
+        return _problem(request, gettext(GONE), 409)
     return _page(request, view)
 
 
@@ -210,17 +221,20 @@ async def manage_action(request: Request) -> Response:
     except CSRFError:
         return _problem(
             request,
-            "This page expired before you pressed the button. Open the link from your email again.",
+            gettext(
+                "This page expired before you pressed the button. "
+                "Open the link from your email again."
+            ),
             403,
         )
     except Exception:  # a malformed form body
-        return _problem(request, "The form could not be read.", 400)
+        return _problem(request, gettext("The form could not be read."), 400)
     values = {key: form.get(key) for key in FORM_FIELDS}
     data = {key: value if isinstance(value, str) else None for key, value in values.items()}
     try:
         action = manage.Action(data["action"] or "")
     except ValueError:
-        return _problem(request, "Choose what to do with your signature.", 400)
+        return _problem(request, gettext("Choose what to do with your signature."), 400)
     signer, settings = request.app.state.signer, settings_of(request)
     details = None
     if action == manage.Action.update:
@@ -229,7 +243,11 @@ async def manage_action(request: Request) -> Response:
         except TokenError as error:
             return _problem(request, error.message, 400, error.code == "expired_token")
         if view.used or view.signature is None:
-            return _problem(request, USED, 400) if view.used else _problem(request, GONE, 409)
+            return (
+                _problem(request, gettext(USED), 400)
+                if view.used
+                else _problem(request, gettext(GONE), 409)
+            )
         try:
             details = Details.parse(_keeping_hidden_name(data, view), view.letter.ask_title)
         except FieldError as error:
@@ -240,19 +258,19 @@ async def manage_action(request: Request) -> Response:
         try:
             result = await manage.apply(session, token, action, details, signer, settings)
         except LinkUsed:
-            return _problem(request, USED, 400)
+            return _problem(request, gettext(USED), 400)
         except TokenError as error:
             return _problem(request, error.message, 400, error.code == "expired_token")
         except LetterClosed:
-            return _problem(request, CLOSED, 409)
+            return _problem(request, gettext(CLOSED), 409)
         except manage.SignatureGone:
-            return _problem(request, GONE, 409)
+            return _problem(request, gettext(GONE), 409)
         except manage.NothingToChange:
             unchanged = True
         else:
             unchanged = False
     if unchanged:
-        return _page(request, await _inspect(request, token), notice=UNCHANGED)
+        return _page(request, await _inspect(request, token), notice=gettext(UNCHANGED))
     forget_letter(request, result.letter.slug)
     return _render(
         request,
@@ -262,5 +280,7 @@ async def manage_action(request: Request) -> Response:
             "action": result.action,
             "signature": result.signature,
             "revealed": result.revealed,
+            # The link is used up: the language links lead to the letter instead.
+            "here": request.app.url_path_for("letter", slug=result.letter.slug),
         },
     )

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from letters.authors import audit, export, moderation
 from letters.authors.access import letter_for
 from letters.forms import FieldError
+from letters.i18n import N_, gettext
 from letters.models import Author, utcnow
 from letters.public import tally
 from letters.views.authors import NO_STORE, message, path_id, read_form, render, signed_in
@@ -34,7 +35,7 @@ async def signatures(request: Request, author: Author) -> Response:
         try:
             before_id = signer.loads_cursor(before)
         except ValueError:
-            raise HTTPException(400, "That page link is not valid.") from None
+            raise HTTPException(400, N_("That page link is not valid.")) from None
     named_only = request.query_params.get("named") == "1"
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
@@ -62,7 +63,9 @@ async def hide(request: Request, author: Author) -> Response:
         async with db_session(request, write=True) as session:
             await moderation.hide_name(session, author, slug, path_id(request, "signature_id"))
     except moderation.AlreadyDone:
-        return message(request, 409, "This name is already hidden, or the signature is gone.")
+        return message(
+            request, 409, gettext("This name is already hidden, or the signature is gone.")
+        )
     forget_letter(request, slug)
     return RedirectResponse(_list_url(request, slug, "hidden"), 303, headers=NO_STORE)
 
@@ -76,7 +79,9 @@ async def invalidate(request: Request, author: Author) -> Response:
         letter = (await letter_for(session, author, slug)).letter
         row = await moderation.row(session, letter, signature_id)
     if row is None:
-        return message(request, 404, "This signature is no longer counted.", "Not found")
+        return message(
+            request, 404, gettext("This signature is no longer counted."), gettext("Not found")
+        )
     context: dict[str, Any] = {"letter": letter, "row": row, "reasons": moderation.REASONS}
     context.update(errors={}, form={})
     if request.method == "GET":
@@ -90,7 +95,7 @@ async def invalidate(request: Request, author: Author) -> Response:
         context.update(errors={error.field: error.message}, form=form)
         return render(request, "authors/invalidate.html", context, 422)
     except moderation.AlreadyDone:
-        return message(request, 409, "This signature is no longer counted.")
+        return message(request, 409, gettext("This signature is no longer counted."))
     forget_letter(request, slug)
     return RedirectResponse(_list_url(request, slug, "invalidated"), 303, headers=NO_STORE)
 

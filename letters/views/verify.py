@@ -9,6 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from letters.i18n import N_, gettext
 from letters.models import LetterStatus
 from letters.security import BodyTooLarge, CSRFError, check_csrf
 from letters.signing import LetterClosed, confirm, inspect_link
@@ -25,16 +26,16 @@ def _render(request: Request, name: str, context: dict[str, object], status: int
     return response
 
 
-USED = (
+USED = N_(
     "This link has already been used. If it was yours, your signature is counted; "
     "the letter page shows the current count."
 )
 
 
 def _problem(request: Request, message: str, status: int, expired: bool = False) -> Response:
-    return _render(
-        request, "signatures/link_problem.html", {"message": message, "expired": expired}, status
-    )
+    # The language links lead home: a page about an unusable link never repeats its token.
+    context = {"message": message, "expired": expired, "here": request.app.url_path_for("index")}
+    return _render(request, "signatures/link_problem.html", context, status)
 
 
 async def verify_page(request: Request) -> Response:
@@ -50,15 +51,15 @@ async def verify_page(request: Request) -> Response:
     if view.used:
         # Say no more than that: whoever opens an old link (an employer reading the
         # mailbox, say) learns nothing about which letter it was for.
-        return _problem(request, USED, 400)
+        return _problem(request, gettext(USED), 400)
     if view.letter.status != LetterStatus.published:
-        return _problem(request, CLOSED, 409)
+        return _problem(request, gettext(CLOSED), 409)
     return _render(
         request, "signatures/confirm.html", {"letter": view.letter, "pending": view.pending}
     )
 
 
-CLOSED = "This letter has closed and no longer takes signatures."
+CLOSED = N_("This letter has closed and no longer takes signatures.")
 
 
 async def verify_confirm(request: Request) -> Response:
@@ -72,20 +73,23 @@ async def verify_confirm(request: Request) -> Response:
     except CSRFError:
         return _problem(
             request,
-            "This page expired before you pressed the button. Open the link from your email again.",
+            gettext(
+                "This page expired before you pressed the button. "
+                "Open the link from your email again."
+            ),
             403,
         )
     except Exception:  # a malformed form body
-        return _problem(request, "The form could not be read.", 400)
+        return _problem(request, gettext("The form could not be read."), 400)
     async with db_session(request, write=True) as session:
         try:
             result = await confirm(session, token, request.app.state.signer, settings_of(request))
         except LinkUsed:
-            return _problem(request, USED, 400)
+            return _problem(request, gettext(USED), 400)
         except TokenError as error:
             return _problem(request, error.message, 400, error.code == "expired_token")
         except LetterClosed:
-            return _problem(request, CLOSED, 409)
+            return _problem(request, gettext(CLOSED), 409)
     forget_letter(request, result.letter.slug)
     return _render(
         request,
@@ -95,5 +99,7 @@ async def verify_confirm(request: Request) -> Response:
             "signature": result.signature,
             "outcome": result.outcome,
             "receipt": result.receipt,
+            # The link is used up: the language links lead to the letter instead.
+            "here": request.app.url_path_for("letter", slug=result.letter.slug),
         },
     )
