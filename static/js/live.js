@@ -6,7 +6,9 @@
   var box = document.querySelector("[data-live-events]");
   if (!box) { return; }
 
-  function format(number) { return number.toLocaleString("en-US"); }
+  // Numbers and words as the page has them, in the reader's language (<html lang>).
+  var language = document.documentElement.lang || "en";
+  function format(number) { return number.toLocaleString(language); }
 
   // The count sits in a polite live region: read it out whole ("2 verified signatures",
   // not "2"), and only when it changed, so opening the page announces nothing.
@@ -17,9 +19,14 @@
     var strong = count && count.querySelector("strong");
     if (!strong || strong.textContent === format(number)) { return false; }
     strong.textContent = format(number);
+    // The words after the number, for one and for more, as the page gives them translated.
     var words = strong.nextSibling;
-    if (words && words.nodeType === 3) {
-      words.nodeValue = words.nodeValue.replace(/signatures?/, number === 1 ? "signature" : "signatures");
+    var one = count.getAttribute("data-live-one");
+    var other = count.getAttribute("data-live-other");
+    if (words && words.nodeType === 3 && one && other) {
+      var text = words.nodeValue;
+      var now = number === 1 ? one : other;
+      words.nodeValue = text.indexOf(other) >= 0 ? text.replace(other, now) : text.replace(one, now);
     }
     return true;
   }
