@@ -4,6 +4,7 @@ CSRF tokens per reader, and dropped as soon as this process confirms a signature
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from letters.app import create_app
@@ -112,3 +113,34 @@ def test_no_replay_when_caching_is_off(settings, letter):
         client.get("/api/letters/test-letter")
         client.get("/api/letters/test-letter")
     assert replayed(app) == set()
+
+
+def test_readers_of_each_language_get_their_own_page_from_the_fast_path(cached_app, letter):
+    path = "/letters/test-letter"
+    with TestClient(cached_app) as english, TestClient(cached_app) as spanish:
+        spanish.headers["Accept-Language"] = "es-ES,es;q=0.9"
+        assert "Sign this letter" in english.get(path).text
+        assert "Firmar esta carta" in spanish.get(path).text
+        assert fast_key(path) == fast_key(path, "en") != fast_key(path, "es")
+        assert {fast_key(path, "en"), fast_key(path, "es")} <= replayed(cached_app)
+        # Only the fast path's copies are left: a request reaching the view would query.
+        cached_app.state.cache.invalidate(lambda key: "fast" not in key[0])
+        statements: list[str] = []
+        event.listen(
+            cached_app.state.engine.sync_engine,
+            "before_cursor_execute",
+            lambda *args: statements.append(args[2]),
+        )
+        for _ in range(3):
+            page = english.get(path)
+            assert '<html lang="en">' in page.text and "Sign this letter" in page.text
+            assert page.headers["content-language"] == "en"
+            page = spanish.get(path)
+            assert '<html lang="es">' in page.text and "Firmar esta carta" in page.text
+            assert "Sign this letter" not in page.text
+            assert page.headers["content-language"] == "es"
+            assert page.headers["vary"] == "Accept-Language, Cookie"
+            assert csrf_from(page.text)  # still each reader's own form
+        english.cookies.set("lang", "es")  # the switcher's choice counts too
+        assert "Firmar esta carta" in english.get(path).text
+        assert statements == []
