@@ -7,7 +7,7 @@ reads signatures for public display.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import col, func, select
@@ -58,6 +58,8 @@ class LetterSnapshot:
     names: Sequence[Signature]  # the first page of shown names
     more_names: bool
     domains: Sequence[AllowedDomain]
+    # Verified signatures per version of the text, newest first (empty for one version).
+    per_version: list[tuple[int, int]] = field(default_factory=list)
 
 
 async def load_snapshot(session: AsyncSession, slug: str, names: int) -> LetterSnapshot:
@@ -65,7 +67,19 @@ async def load_snapshot(session: AsyncSession, slug: str, names: int) -> LetterS
     counts = await tally(session, letter)
     first_names, next_id = await named_signatures(session, letter, None, names)
     domains = await allowed_domains(session, letter)
-    return LetterSnapshot(letter, counts, first_names, next_id is not None, domains)
+    per_version = await signed_per_version(session, letter) if letter.version > 1 else []
+    return LetterSnapshot(letter, counts, first_names, next_id is not None, domains, per_version)
+
+
+async def signed_per_version(session: AsyncSession, letter: Letter) -> list[tuple[int, int]]:
+    """How many verified signatures confirmed each version of the text, newest first."""
+    rows = await session.exec(
+        select(Signature.letter_version, func.count())
+        .where(Signature.letter_id == letter.id)
+        .group_by(col(Signature.letter_version))
+    )
+    counted = dict(rows.all())
+    return [(number, counted.get(number, 0)) for number in range(letter.version, 0, -1)]
 
 
 async def get_public_letter(session: AsyncSession, slug: str) -> Letter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from letters.importer import import_letter, parse_letter
 from tests.conftest import TEST_LETTER
 from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
@@ -245,3 +247,30 @@ def test_link_previews_carry_the_title_and_the_current_count(client, letter, mai
     ) in page
     assert '<meta property="og:url" content="http://testserver/letters/test-letter">' in page
     assert '<meta name="twitter:card" content="summary">' in page
+
+
+def test_the_letter_page_shows_signatures_per_version_the_goal_and_the_closing_date(
+    client, letter, mailbox, db
+):
+    from datetime import timedelta
+
+    from letters.models import Letter, utcnow
+
+    sign_api(client, "first@github.com")
+    confirm_api(client, mailbox.last_token())
+    row = db.get(Letter, letter.id)
+    row.version, row.goal = 2, 8
+    row.closes_at = utcnow() + timedelta(days=3)
+    row.updated_at = utcnow()
+    db.add(row)
+    db.commit()
+    sign_api(client, "second@github.com")
+    confirm_api(client, mailbox.last_token())
+    sign_api(client, "third@microsoft.com")
+    confirm_api(client, mailbox.last_token())
+    page = client.get("/letters/test-letter").text
+    assert "Signatures on this version: 2; on earlier versions: 1." in page
+    assert "The authors' goal: 8 signatures (37 % reached)." in page
+    assert re.search(r"Signatures close on [^<]*20\d\d\.", page)
+    spanish = client.get("/letters/test-letter", headers={"Accept-Language": "es"}).text
+    assert "Firmas en esta versión: 2; en versiones anteriores: 1." in spanish

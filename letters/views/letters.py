@@ -71,6 +71,7 @@ def _letter_context(request: Request, snapshot: LetterSnapshot, csrf: str) -> di
         "names": snapshot.names,
         "more_names": snapshot.more_names,
         "domains": snapshot.domains,
+        "per_version": snapshot.per_version,
         "form": {},
         "errors": {},
         "csrf": csrf,
