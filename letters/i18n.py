@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ DEFAULT = "en"
 # Code -> the language's own name, as the switcher shows it.
 LANGUAGES = {"en": "English", "es": "Español"}
 COOKIE = "lang"
+COOKIE_NAME = COOKIE.encode() + b"="
 COOKIE_MAX_AGE = 365 * 24 * 3600
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 STATE_KEY = "language"  # where the middleware leaves the request's language in scope["state"]
@@ -155,6 +156,11 @@ def negotiate(cookie: str | None, accept_language: str) -> str:
     """The language for a request: the reader's choice, else their browser's, else English."""
     if cookie in LANGUAGES:
         return cookie
+    return _browser_language(accept_language)
+
+
+@lru_cache(maxsize=1024)  # browsers send few distinct headers; a flood of others only evicts
+def _browser_language(accept_language: str) -> str:
     for tag in _preferences(accept_language):
         if tag == "*":
             break
@@ -204,10 +210,11 @@ class LocaleMiddleware:
         language = DEFAULT
         if not neutral:
             headers = dict(scope["headers"])
-            cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
-            language = negotiate(
-                cookies.get(COOKIE), headers.get(b"accept-language", b"").decode("latin-1")
-            )
+            cookie = headers.get(b"cookie", b"")
+            chosen = None
+            if COOKIE_NAME in cookie:
+                chosen = cookie_parser(cookie.decode("latin-1")).get(COOKIE)
+            language = negotiate(chosen, headers.get(b"accept-language", b"").decode("latin-1"))
         scope.setdefault("state", {})[STATE_KEY] = language
         token = _current.set(language)
 
