@@ -46,7 +46,7 @@ from letters.models import (
 from letters.public import get_public_letter
 from letters.ratelimit import Limit, hit, ip_prefix
 from letters.settings import Settings
-from letters.signing import Compose, LetterClosed, LinkToSend, count
+from letters.signing import Compose, LetterClosed, LinkToSend, count, show_as
 from letters.tokens import LinkUsed, Signer, TokenError, hash_nonce, new_nonce
 
 MANAGE_LINK = "manage-link"
@@ -343,48 +343,20 @@ async def _change(
     session: AsyncSession, signature: Signature, details: Details, now: datetime
 ) -> tuple[Signature, bool]:
     """Apply new details, moving the named/hidden counts and the ledger as confirm does."""
-    if signature.name_hidden_by_authors:
-        # The authors hid this name; the views refuse to show it, and so does this.
-        details = Details(name="", title="", show_name=False, reveal_at=None)
     before = (signature.show_name, signature.name, signature.title, signature.reveal_at)
     after = (details.show_name, details.name, details.title, details.reveal_at)
     if before == after:
         raise NothingToChange
-    shift = 0
-    if signature.show_name != details.show_name:
-        shift = 1 if details.show_name else -1
-    public_changed = before[:3] != after[:3]
-    if public_changed and signature.show_name:
-        # The name shown until now stops being public (or is replaced): blank it.
-        await ledger.redact_names(session, signature.letter_id, signature.commitment)
-    if shift:
-        await session.exec(  # type: ignore[call-overload]
-            update(Letter)
-            .where(col(Letter.id) == signature.letter_id)
-            .values(
-                named_count=col(Letter.named_count) + shift,
-                hidden_count=col(Letter.hidden_count) - shift,
-            )
-        )
-    signature.name = details.name
-    signature.title = details.title
-    signature.show_name = details.show_name
-    signature.reveal_at = None if details.show_name else details.reveal_at
-    signature.updated_at = now
-    session.add(signature)
-    await session.flush()
-    if public_changed and (signature.show_name or shift):
-        await ledger.append(
-            session,
-            signature.letter_id,
-            LedgerKind.changed,
-            organization=signature.organization,
-            named=signature.show_name,
-            name=signature.name,
-            title=signature.title,
-            commitment=signature.commitment,
-            now=now,
-        )
+    # The same change a second confirmation makes (it keeps a name the authors hid hidden).
+    await show_as(
+        session,
+        signature,
+        show_name=details.show_name,
+        name=details.name,
+        title=details.title,
+        reveal_at=details.reveal_at,
+        now=now,
+    )
     await reveal.release(
         session, signature.letter_id, signature.organization, now, signature.email_hash
     )

@@ -340,45 +340,68 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
             .with_for_update()
         )
     ).one()
+    # Confirming again confirms the text as it is now.
+    signature.letter_version = (
+        await session.exec(select(Letter.version).where(Letter.id == pending.letter_id))
+    ).one()
+    await show_as(
+        session,
+        signature,
+        show_name=pending.show_name,
+        name=pending.name,
+        title=pending.title,
+        reveal_at=pending.reveal_at,
+        now=now,
+    )
+
+
+async def show_as(
+    session: AsyncSession,
+    signature: Signature,
+    *,
+    show_name: bool,
+    name: str,
+    title: str,
+    reveal_at: int | None,
+    now: datetime,
+) -> int:
+    """Change how a counted signature is shown, in the caller's transaction, which must
+    hold the signature's row lock. Moves the named/hidden counts, blanks a name that stops
+    being public in the ledger and records the change there. Returns the named shift.
+
+    Used by a second confirmation (above) and by manage links (letters.manage).
+    """
     if signature.name_hidden_by_authors:
-        # The authors hid this name: signing again cannot show it, or keep it on record.
-        pending.show_name, pending.name, pending.title, pending.reveal_at = False, "", "", None
+        # The authors hid this name: nothing the signer does can show it, or keep it.
+        show_name, name, title, reveal_at = False, "", "", None
     shift = 0
-    if signature.show_name != pending.show_name:
-        shift = 1 if pending.show_name else -1
+    if signature.show_name != show_name:
+        shift = 1 if show_name else -1
     # updated_at moves even when only a name or title changed: caches key on it.
     await session.exec(  # type: ignore[call-overload]
         update(Letter)
-        .where(col(Letter.id) == pending.letter_id)
+        .where(col(Letter.id) == signature.letter_id)
         .values(
             named_count=col(Letter.named_count) + shift,
             hidden_count=col(Letter.hidden_count) - shift,
             updated_at=now,
         )
     )
-    changed = (signature.show_name, signature.name, signature.title) != (
-        pending.show_name,
-        pending.name,
-        pending.title,
-    )
+    changed = (signature.show_name, signature.name, signature.title) != (show_name, name, title)
     if changed and signature.show_name:
         # The name shown until now stops being public (or is replaced): blank it.
-        await ledger.redact_names(session, pending.letter_id, signature.commitment)
-    signature.name = pending.name
-    signature.title = pending.title
-    signature.show_name = pending.show_name
-    signature.reveal_at = None if pending.show_name else pending.reveal_at
-    # Confirming again confirms the text as it is now.
-    signature.letter_version = (
-        await session.exec(select(Letter.version).where(Letter.id == pending.letter_id))
-    ).one()
+        await ledger.redact_names(session, signature.letter_id, signature.commitment)
+    signature.name = name
+    signature.title = title
+    signature.show_name = show_name
+    signature.reveal_at = None if show_name else reveal_at
     signature.updated_at = now
     session.add(signature)
     await session.flush()
     if changed and (signature.show_name or shift):
         await ledger.append(
             session,
-            pending.letter_id,
+            signature.letter_id,
             LedgerKind.changed,
             organization=signature.organization,
             named=signature.show_name,
@@ -387,3 +410,4 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
             commitment=signature.commitment,
             now=now,
         )
+    return shift
