@@ -44,8 +44,9 @@ EFFECT = {
 
 
 def new_receipt() -> str:
-    """A random receipt for the signer: 128 bits, easy to copy."""
-    return secrets.token_urlsafe(16)
+    """A random receipt for the signer: 128 bits in hex, easy to copy (and, unlike base64,
+    never starting with "-", which a command line would take for an option)."""
+    return secrets.token_hex(16)
 
 
 def commitment(receipt: str) -> str:

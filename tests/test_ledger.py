@@ -339,3 +339,9 @@ def test_verify_ledger_against_a_running_site(database_url, letter, mailbox, tmp
     assert "Recounted: 2 verified signatures (0 named, 2 hidden)" in result.stdout
     assert "Snapshot OK" in result.stdout
     assert "your signature is counted (ledger entries 2)" in result.stdout
+
+
+def test_receipts_are_hex_and_safe_to_pass_on_a_command_line():
+    receipts = {ledger.new_receipt() for _ in range(2000)}
+    assert len(receipts) == 2000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", receipt) for receipt in receipts)
