@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import case, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -35,7 +35,7 @@ from letters.models import (
     Signature,
     utcnow,
 )
-from letters.signing import count
+from letters.signing import count, show_as
 
 PAGE = 100
 
@@ -154,36 +154,11 @@ async def hide_name(
         await session.rollback()
         raise AlreadyDone
     assert letter.id is not None
-    await session.exec(  # type: ignore[call-overload]
-        update(Letter)
-        .where(col(Letter.id) == letter.id)
-        .values(
-            named_count=col(Letter.named_count) - 1,
-            hidden_count=col(Letter.hidden_count) + 1,
-            updated_at=now,
-        )
-    )
-    await ledger.redact_names(session, letter.id, signature.commitment)
-    # The name is gone for good: the authors hid it, and nobody may see a hidden name.
-    signature.show_name = False
-    signature.name_hidden_by_authors = True  # for good: see signing and manage
-    signature.name = ""
-    signature.title = ""
-    signature.reveal_at = None
-    signature.updated_at = now
-    session.add(signature)
-    await session.flush()
-    await ledger.append(
-        session,
-        letter.id,
-        LedgerKind.changed,
-        organization=signature.organization,
-        named=False,
-        name="",
-        title="",
-        commitment=signature.commitment,
-        now=now,
-    )
+    # The name is gone for good: the authors hid it, and nobody may see a hidden name. The
+    # flag keeps it hidden whatever the signer does later; show_as moves the counts, blanks
+    # the name in the ledger and records the change, as for a signer's own change.
+    signature.name_hidden_by_authors = True
+    await show_as(session, signature, show_name=False, name="", title="", reveal_at=None, now=now)
     await audit.record(
         session,
         letter.id,
