@@ -28,7 +28,7 @@ import psycopg
 
 from bench import common
 from bench.common import SLUG
-from letters import ledger
+from letters.record import ledger
 
 SHARES = (("microsoft.com", 5), ("github.com", 3), ("linkedin.com", 2))
 SIGNATURE_COLUMNS = (
@@ -111,7 +111,7 @@ def seed(db_url: str, count: int, slug: str = SLUG, pending: bool = True) -> dic
             copied = time.monotonic()
             common.log(f"  signature: {count} rows in {copied - started:.0f} s")
             # Each signature's "signed" entry in the letter's public ledger, chained on
-            # from its current head, as the app writes them (letters.ledger).
+            # from its current head, as the app writes them (letters.record.ledger).
             length, head = cur.execute(
                 "SELECT ledger_length, ledger_head FROM letter WHERE id = %s FOR UPDATE",
                 (letter_id,),

@@ -13,7 +13,7 @@ import argparse
 
 import uvicorn
 
-from letters.logs import uvicorn_log_config
+from letters.web.logs import uvicorn_log_config
 
 
 def main() -> None:

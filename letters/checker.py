@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from letters import ledger, snapshots
+from letters.record import ledger, snapshots
 
 TIMEOUT = 60
 LETTER_PATH = re.compile(r"^(?P<prefix>.*?)/(?:api/)?letters/(?P<slug>[a-z0-9-]{1,80})(?:/.*)?$")

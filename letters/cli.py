@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from letters.db import make_sync_engine
-    from letters.logs import uvicorn_log_config
+    from letters.web.logs import uvicorn_log_config
 
     if "BASE_URL" not in os.environ:
         # Links in emails must point at this server; worker processes read it from here.
@@ -87,10 +87,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
     import asyncio
     import signal
 
-    from letters import outbox
     from letters.db import make_async_engine, make_sessionmaker, writer
-    from letters.mail import make_backend
-    from letters.retention import purge_expired
+    from letters.mail import outbox
+    from letters.mail.backend import make_backend
+    from letters.record.retention import purge_expired
 
     settings = _settings()
 
@@ -124,7 +124,7 @@ def cmd_purge(args: argparse.Namespace) -> None:
     import asyncio
 
     from letters.db import make_async_engine, make_sessionmaker, writer
-    from letters.retention import purge_expired
+    from letters.record.retention import purge_expired
 
     settings = _settings()
 

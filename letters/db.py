@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,3 +105,13 @@ def reader(engine: EngineT) -> EngineT:
 def writer(engine: EngineT) -> EngineT:
     """The same engine and pool, for transactions that write (immediate on SQLite)."""
     return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The INSERT of the session's database, which has ON CONFLICT (upserts) on both.
+
+    SQLAlchemy writes ON CONFLICT per dialect (`postgresql.insert`, `sqlite.insert`); every
+    upsert in the package takes its insert from here.
+    """
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -10,7 +10,7 @@ Messages made in Python for HTML pages are translated where they are made, with
 `gettext()`: a request is in progress, so the current language is the reader's. Module
 constants are marked with `N_()` (so `pybabel extract` finds them) and translated where
 they are used. The JSON API, the badge and the other programs' addresses answer in English
-whatever the reader's language (see `language_neutral`): programs read their codes, not
+whatever the reader's language (letters.web.language): programs read their codes, not
 their prose, and their answers must not change with a browser's settings.
 """
 
@@ -32,21 +32,13 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from jinja2 import Environment
-from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT = "en"
 # Code -> the language's own name, as the switcher shows it.
 LANGUAGES = {"en": "English", "es": "Español"}
 COOKIE = "lang"
-COOKIE_NAME = COOKIE.encode() + b"="
 COOKIE_MAX_AGE = 365 * 24 * 3600
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-STATE_KEY = "language"  # where the middleware leaves the request's language in scope["state"]
-# Addresses answered the same whatever the reader's language (see the module docstring).
-NEUTRAL_PREFIXES = ("/api/", "/.well-known/", "/static/", "/healthz")
-NEUTRAL_SUFFIXES = (".svg",)
-VARY = "Accept-Language, Cookie"
 # Languages whose four-digit numbers take no separator (CLDR's minimumGroupingDigits of 2,
 # which Babel does not apply and browsers do: the page and live.js must write the same).
 UNGROUPED_BELOW_10000 = {"es"}
@@ -92,12 +84,6 @@ def using(language: str) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
-
-
-def of(scope: Scope) -> str:
-    """The language the middleware chose for a request (also after it has returned)."""
-    language = scope.get("state", {}).get(STATE_KEY, DEFAULT)
-    return language if language in LANGUAGES else DEFAULT
 
 
 def gettext(message: str, **variables: Any) -> str:
@@ -186,62 +172,3 @@ def _preferences(header: str) -> list[str]:
         if tag and 0 < quality <= 1:
             weighted.append((-quality, position, tag))
     return [tag for _, _, tag in sorted(weighted)]
-
-
-def language_neutral(path: str) -> bool:
-    """Whether the answer at `path` is the same in every language (see NEUTRAL_PREFIXES)."""
-    return path.startswith(NEUTRAL_PREFIXES) or path.endswith(NEUTRAL_SUFFIXES)
-
-
-class LocaleMiddleware:
-    """Chooses the request's language, and tells caches that pages vary with it.
-
-    Outermost, so that the fast path (letters.fastpath) knows the language too.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        neutral = language_neutral(scope["path"])
-        language = DEFAULT
-        if not neutral:
-            headers = dict(scope["headers"])
-            cookie = headers.get(b"cookie", b"")
-            chosen = None
-            if COOKIE_NAME in cookie:
-                chosen = cookie_parser(cookie.decode("latin-1")).get(COOKIE)
-            language = negotiate(chosen, headers.get(b"accept-language", b"").decode("latin-1"))
-        scope.setdefault("state", {})[STATE_KEY] = language
-        token = _current.set(language)
-
-        async def send_with_language(message: Message) -> None:
-            if message["type"] == "http.response.start" and not neutral:
-                message = _with_language(message, language)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_language)
-        finally:
-            _current.reset(token)
-
-
-def _with_language(start: Message, language: str) -> Message:
-    """HTML pages (and their 304s, which carry no type) say their language and that it
-    varies with the reader's."""
-    headers = list(start.get("headers", []))
-    content_type = next((value for name, value in headers if name == b"content-type"), None)
-    if content_type is None and start["status"] != 304:
-        return start
-    if content_type is not None and not content_type.startswith(b"text/html"):
-        return start
-    others = [value.decode("latin-1") for name, value in headers if name == b"vary"]
-    kept = [(name, value) for name, value in headers if name not in (b"vary", b"content-language")]
-    vary = ", ".join([*others, VARY])
-    kept.append((b"vary", vary.encode("latin-1")))
-    kept.append((b"content-language", language.encode()))
-    # A new message, not the same one changed: the fast path keeps what passes under it.
-    return {**start, "headers": kept}

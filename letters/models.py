@@ -89,7 +89,7 @@ class Letter(SQLModel, table=True):
     verified_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     named_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     hidden_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
-    # The public ledger's length and the hash of its last entry (see letters.ledger).
+    # The public ledger's length and the hash of its last entry (see letters.record.ledger).
     ledger_length: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default="0")
     )
@@ -279,7 +279,7 @@ class LedgerEntry(SQLModel, table=True):
 
     It holds only what is public: no email hash, no hidden name. A name is chained through
     `name_digest` (a salted hash), so it can be blanked later (the signer hid it, or the
-    authors erased names) without breaking the chain. See letters.ledger.
+    authors erased names) without breaking the chain. See letters.record.ledger.
     """
 
     __tablename__ = "ledger_entry"

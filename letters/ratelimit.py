@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters.db import dialect_insert
 from letters.models import RateLimitHit
 
 
@@ -50,8 +50,7 @@ async def hit(session: AsyncSession, limits: list[Limit], window: int, now: date
     epoch = int(now.timestamp())
     window_start = epoch - epoch % window
     expires_at = datetime.fromtimestamp(window_start + window, tz=now.tzinfo) + timedelta(seconds=1)
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     for limit in limits:
         table = RateLimitHit.__table__  # type: ignore[attr-defined]
         statement = (

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     cache_seconds: float = Field(default=0.5, ge=0)
     db_pool_size: int = Field(default=10, gt=0)
     db_max_overflow: int = Field(default=10, ge=0)
-    # Authors' single sign-on (letters.oidc); all three, or none.
+    # Authors' single sign-on (letters.web.oidc); all three, or none.
     oidc_issuer: str = ""
     oidc_client_id: str = ""
     oidc_client_secret: str = ""

@@ -1,9 +1,8 @@
 """Signed tokens (one salt per purpose) and keyed hashes derived from the secret key.
 
-A magic link carries `{"p": pending_id, "n": nonce}` signed and timestamped by itsdangerous.
-The pending signature keeps only SHA-256 of the nonce, so a link cannot be rebuilt from it,
-and a link cannot be used for another pending signature or purpose. (Until it is sent, the
-email itself waits in the outbox table with the link in it; it is deleted once sent.)
+Magic links are made and read in letters.record.links; this module holds the serializers
+they and the CSRF tokens and page cursors use, the keyed hashes, and the errors a token can
+give.
 """
 
 from __future__ import annotations
@@ -11,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
-from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
 from letters.i18n import gettext
 
-SIGNER_LINK = "signer-link"
 CSRF = "csrf"
 CURSOR = "cursor"
 
@@ -40,12 +36,6 @@ class LinkUsed(TokenError):
 
     def __init__(self) -> None:
         super().__init__("invalid_token", gettext("This link has already been used."))
-
-
-@dataclass(frozen=True)
-class LinkClaims:
-    pending_id: int
-    nonce: str
 
 
 class Signer:
@@ -80,26 +70,6 @@ class Signer:
         if salt not in self._untimed:
             self._untimed[salt] = URLSafeSerializer(self._secret, salt=salt)
         return self._untimed[salt]
-
-    def make_link_token(self, pending_id: int, nonce: str) -> str:
-        return self.timed(SIGNER_LINK).dumps({"p": pending_id, "n": nonce})
-
-    def read_link_token(self, token: str, max_age: int) -> LinkClaims:
-        if not token.isascii():  # tokens are URL-safe base64; this also rejects surrogates
-            raise TokenError("invalid_token", gettext("This link is not valid."))
-        try:
-            data: Any = self.timed(SIGNER_LINK).loads(token, max_age=max_age)
-        except SignatureExpired:
-            raise TokenError("expired_token", gettext("This link has expired.")) from None
-        except BadSignature:
-            raise TokenError("invalid_token", gettext("This link is not valid.")) from None
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("p"), int)
-            or not isinstance(data.get("n"), str)
-        ):
-            raise TokenError("invalid_token", gettext("This link is not valid."))
-        return LinkClaims(pending_id=data["p"], nonce=data["n"])
 
     def dumps_cursor(self, value: int) -> str:
         return self.untimed(CURSOR).dumps(value)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlmodel import Session, func, select
 from starlette.testclient import TestClient
 
-from letters import ledger
 from letters.models import LedgerEntry, Letter, OrganizationCount, PendingSignature, Signature
+from letters.record import ledger
 
 CSRF_FIELD = re.compile(r'name="csrftoken" value="([^"]+)"')
 

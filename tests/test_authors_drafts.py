@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from letters.authors.closing import Closer
+from letters.jobs import Closer
 from letters.models import AllowedDomain, Letter, LetterVersion, utcnow
 from tests.helpers import confirm_api, sign_api
 from tests.test_authors_helpers import (

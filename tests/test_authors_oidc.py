@@ -114,7 +114,7 @@ def test_tampered_answers_are_refused(sso_client, provider, engine, db, tamper, 
     """A bad signature, a wrong nonce, another audience or issuer, an expired token."""
     make_author(engine, "ada@example.org")
     provider.tamper = tamper
-    with caplog.at_level("WARNING", logger="letters.oidc"):
+    with caplog.at_level("WARNING", logger="letters.web.oidc"):
         response = sign_on(sso_client, provider)
     if REFUSALS[tamper]:
         assert caplog.messages == [f"single sign-on refused: {REFUSALS[tamper]}"]

@@ -27,7 +27,7 @@ from tests.helpers import counts, csrf_from, pending_count, sign_api
 SIGN_URL = "/api/letters/test-letter/signatures"
 FORM_URL = "/letters/test-letter/sign"
 JSON = {"content-type": "application/json"}
-API_JSON_LIMIT = 16 * 1024  # the JSON API reads at most this much (letters.views.api)
+API_JSON_LIMIT = 16 * 1024  # the JSON API reads at most this much (letters.web.api)
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 FUZZ = settings(

@@ -9,7 +9,7 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from letters.app import create_app
-from letters.cache import TTLCache
+from letters.web.cache import TTLCache
 from tests.helpers import confirm_api, sign_api
 
 PUBLIC_PATHS = [

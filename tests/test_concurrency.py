@@ -24,8 +24,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.models import PendingSignature, Signature
+from letters.record.signing import Confirmation, confirm, request_signature
 from letters.settings import Settings
-from letters.signing import Confirmation, confirm, request_signature
 from letters.tokens import LinkUsed, Signer, TokenError
 from tests.helpers import assert_consistent, pending_count
 
@@ -260,7 +260,7 @@ def test_processes_racing_over_the_same_links_count_each_person_once(settings, l
 def test_readers_during_the_race_always_see_counts_that_add_up(settings, letter):
     """What a page reads mid-storm must satisfy verified == named + hidden == sum(orgs)."""
     from letters.db import reader
-    from letters.public import load_snapshot
+    from letters.record.public import load_snapshot
 
     people = many_people(120, seed=3)
     seen: list[tuple[int, int, int, int]] = []

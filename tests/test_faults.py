@@ -39,9 +39,10 @@ import pytest
 from sqlalchemy import make_url
 from sqlmodel import Session, col, func, select
 
-from letters import outbox
-from letters.mail import Message
+from letters.mail import outbox
+from letters.mail.backend import Message
 from letters.models import OutboxMessage, PendingSignature, Signature
+from letters.record import links
 from letters.settings import normalize_database_url
 from letters.tokens import Signer
 from tests import test_concurrency as concurrency
@@ -249,7 +250,7 @@ def outbox_count(db: Session) -> int:
 def signer_hashes(db: Session, tokens: list[str]) -> list[str]:
     """The email hash of the pending signature behind each link."""
     signer = Signer(SECRET)
-    ids = [signer.read_link_token(token, 3600).pending_id for token in tokens]
+    ids = [links.read(signer, links.SIGNER, token, 3600)[0] for token in tokens]
     db.rollback()
     rows = db.exec(select(PendingSignature).where(col(PendingSignature.id).in_(ids))).all()
     by_id = {row.id: row.email_hash for row in rows}

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from letters import ledger, snapshots
 from letters.cli import main
+from letters.record import ledger, snapshots
 from tests.helpers import assert_consistent, confirm_api, csrf_from, sign_api
 from tests.live import http_client, letters_command, running_server
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 
-from letters.mail import ConsoleBackend, Message, make_backend, make_mail_env, render
+from letters.mail.backend import ConsoleBackend, Message, make_backend
+from letters.mail.compose import render
 from tests.conftest import make_settings
 
 
@@ -24,8 +25,7 @@ def test_without_smtp_url_the_console_backend_is_used(tmp_path):
 
 def test_the_signing_email_is_short_plain_and_neutral():
     message = render(
-        make_mail_env(),
-        "confirm_signature",
+        "signers/confirm_signature",
         "a@microsoft.com",
         {"link": "http://x/verify/T<&>", "hours": 24, "site": "http://x"},
     )

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from letters import manage
 from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.forms import Details
 from letters.models import LedgerEntry, Letter, ManageLink, PendingSignature, Signature, utcnow
+from letters.record import links
+from letters.record import signer_control as manage
 from letters.tokens import Signer
 from tests.conftest import SECRET, make_letter, make_settings
 from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
@@ -192,16 +193,16 @@ def test_bad_links_get_a_clear_page(client, letter, mailbox, db):
     signed(client, mailbox, "ada@microsoft.com")
     signing_token = mailbox.last_token("ada@microsoft.com")
     token = link_for(client, mailbox, "ada@microsoft.com")
-    forged = Signer("another-secret-key-000000000000000000").timed(manage.MANAGE_LINK)
+    forged = Signer("another-secret-key-000000000000000000").timed(links.MANAGE.salt)
     for bad in [
         "x",
         token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
         token + "x",
         signing_token,  # a signing link is not a manage link
         forged.dumps({"m": 1, "n": "x"}),
-        Signer(SECRET).timed(manage.MANAGE_LINK).dumps({"m": 1, "n": "wrong nonce"}),
-        Signer(SECRET).timed(manage.MANAGE_LINK).dumps({"m": True, "n": "x"}),
-        Signer(SECRET).timed(manage.MANAGE_LINK).dumps(["m", 1]),
+        Signer(SECRET).timed(links.MANAGE.salt).dumps({"m": 1, "n": "wrong nonce"}),
+        Signer(SECRET).timed(links.MANAGE.salt).dumps({"m": True, "n": "x"}),
+        Signer(SECRET).timed(links.MANAGE.salt).dumps(["m", 1]),
         "t\u00e9st",
     ]:
         page = client.get(f"/manage/{bad}")

@@ -43,7 +43,7 @@ def test_signatures_verified_before_the_ledger_get_entries_that_recount(tmp_path
     from alembic import command
     from sqlalchemy import text
 
-    from letters import ledger
+    from letters.record import ledger
 
     settings = make_settings(database_url if ON_POSTGRES else f"sqlite:///{tmp_path / 'before.db'}")
     config = alembic_config(settings)

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from letters import outbox
-from letters.authors.milestones import is_round
 from letters.db import writer
+from letters.mail import outbox
 from letters.models import Letter, Milestone
-from letters.signing import confirm
+from letters.record.milestones import is_round
+from letters.record.signing import confirm
 from tests.helpers import assert_consistent, sign_api
 from tests.test_authors_helpers import (
     create_draft,

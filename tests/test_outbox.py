@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from letters import outbox
 from letters.db import make_async_engine, make_sessionmaker, writer
-from letters.mail import MailError, Message
+from letters.mail import outbox
+from letters.mail.backend import MailError, Message
 from letters.models import OutboxMessage, utcnow
 from tests.helpers import sign_api
 
@@ -153,7 +153,7 @@ def test_the_worker_command_sends_the_outbox(settings, db, mailbox, monkeypatch,
 
 def test_expired_links_and_rate_limit_rows_are_deleted(client, letter, mailbox, db, settings):
     from letters.models import PendingSignature, RateLimitHit
-    from letters.retention import purge_expired
+    from letters.record.retention import purge_expired
 
     sign_api(client, "old@microsoft.com", name="Typed Name")
     sign_api(client, "fresh@microsoft.com")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from letters.views.press import badge_svg
+from letters.web.press import badge_svg
 from tests.helpers import confirm_api, sign_api
 
 

@@ -19,7 +19,7 @@ from letters.models import (
     Signature,
     utcnow,
 )
-from letters.retention import Purged, purge_expired
+from letters.record.retention import Purged, purge_expired
 from tests.conftest import SECRET
 from tests.helpers import assert_consistent, confirm_api, counts, sign_api
 from tests.test_manage import link_for, signed

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from letters.logs import RedactTokens, redact
+from letters.web.logs import RedactTokens, redact
 from tests.helpers import confirm_api, counts, sign_api
 
 

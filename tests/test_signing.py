@@ -78,14 +78,16 @@ def test_tampered_and_garbage_tokens_are_refused(client, letter, mailbox, db):
 
 
 def test_a_token_signed_with_another_key_is_refused(client, letter, mailbox):
+    from letters.record import links
     from letters.tokens import Signer
 
-    forged = Signer("another-secret-key-000000000000000000").make_link_token(1, "nonce")
+    forged = links.make(Signer("another-secret-key-000000000000000000"), links.SIGNER, 1, "nonce")
     response = confirm_api(client, forged)
     assert response.json()["error"]["code"] == "invalid_token"
 
 
 def test_a_link_for_one_pending_signature_cannot_confirm_another(client, letter, mailbox, db):
+    from letters.record import links
     from letters.tokens import Signer
     from tests.conftest import SECRET
 
@@ -93,9 +95,10 @@ def test_a_link_for_one_pending_signature_cannot_confirm_another(client, letter,
     sign_api(client, "second@microsoft.com")
     mailbox.wait_for(2)
     # Swap the ids: right key, wrong nonce for that pending signature.
-    claims = Signer(SECRET).read_link_token(mailbox.last_token("first@microsoft.com"), 3600)
-    other = db.exec(select(PendingSignature).where(PendingSignature.id != claims.pending_id)).one()
-    forged = Signer(SECRET).make_link_token(other.id, claims.nonce)
+    token = mailbox.last_token("first@microsoft.com")
+    pending_id, nonce = links.read(Signer(SECRET), links.SIGNER, token, 3600)
+    other = db.exec(select(PendingSignature).where(PendingSignature.id != pending_id)).one()
+    forged = links.make(Signer(SECRET), links.SIGNER, other.id, nonce)
     assert confirm_api(client, forged).json()["error"]["code"] == "invalid_token"
     assert counts(db)["verified"] == 0
 
@@ -243,7 +246,7 @@ def test_an_smtp_outage_delays_mail_but_never_fails_a_sign_request(
 ):
     import asyncio
 
-    from letters.mail import make_backend
+    from letters.mail.backend import make_backend
     from letters.models import OutboxMessage
 
     working = app.state.mail
@@ -270,8 +273,8 @@ def test_an_smtp_outage_delays_mail_but_never_fails_a_sign_request(
 
 
 async def _drain(settings, backend):
-    from letters import outbox
     from letters.db import make_async_engine, make_sessionmaker, writer
+    from letters.mail import outbox
 
     engine = make_async_engine(settings)
     try:

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.i18n import gettext
 from letters.models import SLUG_PATTERN, Author, AuthorRole, Letter, LetterAuthor
-from letters.public import LetterNotFound
+from letters.record.public import LetterNotFound
 
 
 class NotAllowed(Exception):

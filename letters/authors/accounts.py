@@ -19,23 +19,22 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from itsdangerous import BadSignature, SignatureExpired
+from itsdangerous import BadSignature
 from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters import outbox
-from letters.authors import emails
 from letters.db import writer
 from letters.domains import AddressError, parse_address
 from letters.forms import FieldError
 from letters.i18n import gettext
+from letters.mail import compose, outbox
 from letters.models import Author, AuthorLink, AuthorSession, utcnow
 from letters.ratelimit import Limit, hit, ip_prefix
+from letters.record import links
 from letters.settings import Settings
-from letters.tokens import LinkUsed, Signer, TokenError, hash_nonce, new_nonce
+from letters.tokens import LinkUsed, Signer
 
-LINK_SALT = "author-link"
 SESSION_SALT = "author-session"
 LINK_MAX_AGE = 3600  # sign-in links are used at once; an hour is plenty
 SESSION_DAYS = 14
@@ -100,28 +99,6 @@ async def set_can_create(session: AsyncSession, author_id: int, allowed: bool) -
 # --- sign-in links -----------------------------------------------------------------------
 
 
-def make_link_token(signer: Signer, link_id: int, nonce: str) -> str:
-    return str(signer.timed(LINK_SALT).dumps({"l": link_id, "n": nonce}))
-
-
-def _read_link_token(signer: Signer, token: str) -> tuple[int, str]:
-    if not token.isascii() or len(token) > 500:
-        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
-    try:
-        data: Any = signer.timed(LINK_SALT).loads(token, max_age=LINK_MAX_AGE)
-    except SignatureExpired:
-        raise TokenError("expired_token", gettext("This sign-in link has expired.")) from None
-    except BadSignature:
-        raise TokenError("invalid_token", gettext("This sign-in link is not valid.")) from None
-    if (
-        not isinstance(data, dict)
-        or type(data.get("l")) is not int
-        or not isinstance(data.get("n"), str)
-    ):
-        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
-    return data["l"], data["n"]
-
-
 async def request_link(
     session: AsyncSession,
     raw_email: Any,
@@ -158,16 +135,8 @@ async def request_link(
     await session.exec(  # type: ignore[call-overload]
         delete(AuthorLink).where(col(AuthorLink.expires_at) < now - timedelta(days=1))
     )
-    nonce = new_nonce()
-    link = AuthorLink(
-        author_id=author.id,  # type: ignore[arg-type]
-        nonce_hash=hash_nonce(nonce),
-        created_at=now,
-        expires_at=now + timedelta(seconds=LINK_MAX_AGE),
-    )
-    session.add(link)
-    await session.flush()
-    token = make_link_token(signer, link.id, nonce)  # type: ignore[arg-type]
+    link = AuthorLink(author_id=author.id)
+    token = await links.issue(session, signer, links.AUTHOR, link, now, LINK_MAX_AGE)
     url = f"{settings.base_url}/authors/sign-in/{token}"
     if next_path:
         url += "?next=" + quote(next_path)
@@ -176,7 +145,8 @@ async def request_link(
         "minutes": LINK_MAX_AGE // 60,
         "site": settings.base_url,
     }
-    outbox_id = await outbox.enqueue(session, emails.render("sign_in", email, context), now)
+    message = compose.render("authors/sign_in", email, context)
+    outbox_id = await outbox.enqueue(session, message, now)
     await session.commit()
     return outbox_id
 
@@ -192,17 +162,12 @@ async def inspect_link(
 ) -> LinkView:
     """Read a sign-in link without using it (safe for GET, HEAD and mail scanners)."""
     now = now or utcnow()
-    link_id, nonce = _read_link_token(signer, token)
-    link = await session.get(AuthorLink, link_id)
-    if link is None or link.nonce_hash != hash_nonce(nonce):
-        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
+    link = await links.find(session, signer, links.AUTHOR, token, LINK_MAX_AGE, now)
     if link.used_at is not None:
         raise LinkUsed
-    if link.expires_at <= now:
-        raise TokenError("expired_token", gettext("This sign-in link has expired."))
     author = await session.get(Author, link.author_id)
     if author is None or author.disabled_at is not None:
-        raise TokenError("invalid_token", gettext("This sign-in link is not valid."))
+        raise links.invalid(links.AUTHOR)
     return LinkView(link=link, author=author)
 
 
@@ -212,18 +177,7 @@ async def use_link(
     """Use a sign-in link, once, and start a session. Commits. Returns (author, session token)."""
     now = now or utcnow()
     view = await inspect_link(session, token, signer, now)
-    claimed = await session.exec(  # type: ignore[call-overload]
-        update(AuthorLink)
-        .where(
-            col(AuthorLink.id) == view.link.id,
-            col(AuthorLink.used_at).is_(None),
-            col(AuthorLink.expires_at) > now,
-        )
-        .values(used_at=now)
-    )
-    if claimed.rowcount != 1:
-        await session.rollback()
-        raise LinkUsed
+    await links.claim(session, links.AUTHOR, view.link, now)
     token_value = await start_session(session, view.author, "link", now)
     return view.author, token_value
 

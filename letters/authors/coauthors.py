@@ -9,12 +9,12 @@ from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters import outbox
-from letters.authors import audit, emails
+from letters.authors import audit
 from letters.authors.access import NotAllowed, letter_for
 from letters.authors.accounts import find_author, normalize_email
 from letters.forms import FieldError
 from letters.i18n import gettext
+from letters.mail import compose, outbox
 from letters.models import Author, AuthorRole, LetterAuthor, utcnow
 from letters.settings import Settings
 
@@ -79,7 +79,8 @@ async def invite(
         "sign_in": f"{settings.base_url}/authors/sign-in",
         "site": settings.base_url,
     }
-    outbox_id = await outbox.enqueue(session, emails.render("invited", email, context), now)
+    message = compose.render("authors/invited", email, context)
+    outbox_id = await outbox.enqueue(session, message, now)
     await session.commit()
     return outbox_id
 

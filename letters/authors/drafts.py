@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
 from letters.authors.access import Access, NotAllowed, letter_for, require_creator
-from letters.authors.forms import FormErrors, LetterDraft, LetterSettings, closes_on
+from letters.authors.letter_form import FormErrors, LetterDraft, LetterSettings, closes_on
 from letters.i18n import N_, gettext
 from letters.models import (
     AllowedDomain,

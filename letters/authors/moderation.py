@@ -2,7 +2,7 @@
 
 Authors never see an email address or a hidden name: the list below reads a name from the
 database only where it is public. Each action changes the counters, the public ledger and
-the audit log in one transaction, the way signing does (letters.signing).
+the audit log in one transaction, the way signing does (letters.record.signing).
 
 Invalidating deletes the signature and blocks its person (by the keyed hash of their
 address) from that letter: `signing.confirm` refuses their links from then on.
@@ -15,27 +15,23 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, delete
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import case
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters import ledger
 from letters.authors import audit
 from letters.authors.access import NotAllowed, letter_for
 from letters.forms import FieldError, clean_text
 from letters.i18n import N_, gettext
 from letters.models import (
     Author,
-    BlockedSigner,
     LedgerKind,
     Letter,
     LetterStatus,
-    PendingSignature,
     Signature,
     utcnow,
 )
-from letters.signing import count, show_as
+from letters.record import blocks, counting
 
 PAGE = 100
 
@@ -115,11 +111,6 @@ async def row(session: AsyncSession, letter: Letter, signature_id: int) -> Row |
     return Row(*found) if found else None
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 async def _locked_signature(
     session: AsyncSession, author: Author, slug: str, signature_id: int
 ) -> tuple[Letter, Signature]:
@@ -158,7 +149,9 @@ async def hide_name(
     # flag keeps it hidden whatever the signer does later; show_as moves the counts, blanks
     # the name in the ledger and records the change, as for a signer's own change.
     signature.name_hidden_by_authors = True
-    await show_as(session, signature, show_name=False, name="", title="", reveal_at=None, now=now)
+    await counting.show_as(
+        session, signature, show_name=False, name="", title="", reveal_at=None, now=now
+    )
     await audit.record(
         session,
         letter.id,
@@ -194,33 +187,10 @@ async def invalidate(
     now = now or utcnow()
     letter, signature = await _locked_signature(session, author, slug, signature_id)
     assert letter.id is not None
-    await count(session, letter.id, signature.organization, signature.show_name, now, delta=-1)
-    if signature.show_name:
-        await ledger.redact_names(session, letter.id, signature.commitment)
-    await ledger.append(
-        session,
-        letter.id,
-        LedgerKind.invalidated,
-        organization=signature.organization,
-        named=False,
-        name="",
-        title="",
-        commitment=signature.commitment,
-        now=now,
-    )
-    blocked = BlockedSigner.__table__  # type: ignore[attr-defined]
-    await session.exec(  # type: ignore[call-overload]
-        _insert_for(session)(blocked)
-        .values(letter_id=letter.id, email_hash=signature.email_hash, created_at=now)
-        .on_conflict_do_nothing(index_elements=[blocked.c.letter_id, blocked.c.email_hash])
-    )
-    # Links already on their way for this person die with the signature.
-    await session.exec(  # type: ignore[call-overload]
-        delete(PendingSignature).where(
-            col(PendingSignature.letter_id) == letter.id,
-            col(PendingSignature.email_hash) == signature.email_hash,
-        )
-    )
+    # Counts, ledger, and the links already on their way for this person, as for a
+    # withdrawal; then the person is blocked from confirming back in.
+    await counting.uncount(session, signature, LedgerKind.invalidated, now)
+    await blocks.block(session, letter.id, signature.email_hash, now)
     await audit.record(
         session,
         letter.id,
@@ -232,5 +202,4 @@ async def invalidate(
         f"{signature.verified_at.date().isoformat()}; reason {reason}",
         now=now,
     )
-    await session.delete(signature)
     await session.commit()

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.authors import audit
 from letters.authors.access import NotAllowed, letter_for
 from letters.authors.drafts import EditConflict
-from letters.authors.forms import FormErrors, Revision
+from letters.authors.letter_form import FormErrors, Revision
 from letters.i18n import gettext
 from letters.models import Author, Letter, LetterStatus, LetterVersion, Signature, utcnow
 

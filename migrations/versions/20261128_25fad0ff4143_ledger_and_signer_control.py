@@ -83,7 +83,7 @@ def backfill_ledger() -> None:
     Their receipts were never shown to anyone, so nobody can claim those entries; the
     counts still reconcile. Uses the v1 hash format, which never changes.
     """
-    from letters.ledger import commitment, entry_hash, name_digest, new_receipt
+    from letters.record.ledger import commitment, entry_hash, name_digest, new_receipt
 
     connection = op.get_bind()
     signatures = connection.execute(

@@ -1,0 +1,1 @@
+"""letters: open letters signed by verified employees, with names hidden by default."""

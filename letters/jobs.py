@@ -1,0 +1,99 @@
+"""Periodic work inside an app process, on one base: the outbox sender (retries, and mail a
+crashed process left behind; expired links purged) and the closer (letters close on their
+closing date). `letters worker` runs the sender's work outside the app instead."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.authors.drafts import close_due
+from letters.mail import outbox
+from letters.mail.backend import MailBackend
+from letters.record.retention import purge_expired
+from letters.settings import Settings
+
+logger = logging.getLogger("letters.jobs")
+Maker = async_sessionmaker[AsyncSession]
+
+
+class Periodic:
+    """Runs `run_once()` every `interval` seconds until stopped. A failed run is logged by
+    its exception's type alone (messages can carry data) and tried again next time: the
+    database may be briefly away."""
+
+    name = "periodic"
+
+    def __init__(self, maker: Maker, interval: float) -> None:
+        self.maker = maker
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> object:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"letters-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except Exception as error:
+                logger.error("%s: %s", self.name, type(error).__name__)
+
+
+class Sender(Periodic):
+    """Sends what is left in the outbox, and deletes expired links and rate-limit rows.
+
+    Each request sends its own email right after answering (outbox.send_now); this picks
+    up retries and messages that a crashed process left behind.
+    """
+
+    name = "outbox"
+
+    def __init__(self, maker: Maker, backend: MailBackend, interval: float = 10.0) -> None:
+        super().__init__(maker, interval)
+        self.backend = backend
+
+    async def run_once(self) -> outbox.DrainResult:
+        result = await outbox.drain(self.maker, self.backend)
+        await purge_expired(self.maker)
+        return result
+
+
+class Closer(Periodic):
+    """Closes published letters whose closing date has passed, twice a minute.
+
+    Public caches hold a letter for at most CACHE_SECONDS, so it shows as closed at once.
+    """
+
+    name = "closer"
+
+    def __init__(self, maker: Maker, interval: float = 30.0) -> None:
+        super().__init__(maker, interval)
+
+    async def run_once(self) -> list[str]:
+        async with self.maker() as session:
+            return await close_due(session)
+
+
+def in_app(settings: Settings, maker: Maker, backend: MailBackend) -> list[Periodic]:
+    """The periodic work an app process runs: closing letters, and sending mail unless a
+    separate `letters worker` does (MAIL_IN_APP=false)."""
+    tasks: list[Periodic] = [Closer(maker)]
+    if settings.mail_in_app:
+        tasks.append(Sender(maker, backend))
+    return tasks

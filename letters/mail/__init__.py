@@ -1,0 +1,1 @@
+"""Mail: the backends, the outbox, and every email the site writes."""

@@ -1,0 +1,166 @@
+"""The email outbox: messages written in the transaction that asks for them, sent afterwards.
+
+A sign request inserts its email here in the same transaction as the pending signature, so
+a crash between "signed" and "sent" loses nothing and an SMTP outage only delays mail.
+Senders (a task inside each app process, letters.jobs.Sender, and `letters worker`) claim
+rows with a lease:
+`FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite, so several senders never
+take the same message. A sent message is deleted, and with it the only plaintext copy of
+the recipient's address. A sender that dies mid-send leaves its lease to expire, and the
+message is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.mail.backend import MailBackend, MailError, Message
+from letters.models import OutboxMessage, utcnow
+
+logger = logging.getLogger("letters.mail.outbox")
+
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 12
+BATCH = 20
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: 10 s, 20 s, 40 s … capped at 30 minutes."""
+    return timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 1800))
+
+
+async def enqueue(session: AsyncSession, message: Message, now: datetime | None = None) -> int:
+    """Add a message to the caller's transaction (it can go once that commits); its id."""
+    now = now or utcnow()
+    row = OutboxMessage(
+        to_address=message.to,
+        subject=message.subject,
+        text=message.text,
+        html=message.html,
+        created_at=now,
+        next_attempt_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    assert row.id is not None
+    return row.id
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+
+    def __add__(self, other: DrainResult) -> DrainResult:
+        return DrainResult(self.sent + other.sent, self.failed + other.failed)
+
+
+async def claim(
+    maker: async_sessionmaker[AsyncSession], now: datetime, limit: int = BATCH
+) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages to this sender, committing the lease."""
+    async with maker() as session:
+        statement = (
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.next_attempt_at) <= now,
+                (col(OutboxMessage.locked_until).is_(None))
+                | (col(OutboxMessage.locked_until) < now),
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        )
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        rows = list((await session.exec(statement)).all())
+        if not rows:
+            await session.rollback()
+            return []
+        ids = [row.id for row in rows]
+        await session.exec(  # type: ignore[call-overload]
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(ids))
+            .values(locked_until=now + LEASE)
+        )
+        await session.commit()
+        return rows
+
+
+async def send_now(
+    maker: async_sessionmaker[AsyncSession], backend: MailBackend, message_id: int
+) -> DrainResult:
+    """Send one queued message right away, unless another sender already has it."""
+    now = utcnow()
+    async with maker() as session:
+        claimed = await session.exec(  # type: ignore[call-overload]
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id) == message_id,
+                col(OutboxMessage.next_attempt_at) <= now,
+                (col(OutboxMessage.locked_until).is_(None))
+                | (col(OutboxMessage.locked_until) < now),
+            )
+            .values(locked_until=now + LEASE)
+        )
+        if claimed.rowcount != 1:
+            await session.rollback()
+            return DrainResult()
+        row = await session.get(OutboxMessage, message_id)
+        await session.commit()
+    assert row is not None
+    return await _send_one(maker, backend, row)
+
+
+async def drain(
+    maker: async_sessionmaker[AsyncSession], backend: MailBackend, limit: int = 1000
+) -> DrainResult:
+    """Send what is due, up to `limit` messages. `maker` must open writing sessions."""
+    result = DrainResult()
+    while result.sent + result.failed < limit:
+        now = utcnow()
+        batch = await claim(maker, now, min(BATCH, limit - result.sent - result.failed))
+        if not batch:
+            break
+        for row in batch:
+            result += await _send_one(maker, backend, row)
+    return result
+
+
+async def _send_one(
+    maker: async_sessionmaker[AsyncSession], backend: MailBackend, row: OutboxMessage
+) -> DrainResult:
+    message = Message(to=row.to_address, subject=row.subject, text=row.text, html=row.html)
+    try:
+        await backend.send(message)
+    except MailError as error:
+        attempts = row.attempts + 1
+        async with maker() as session:
+            if attempts >= MAX_ATTEMPTS:
+                # Give up: the link inside has expired long ago, and the address must go.
+                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))  # type: ignore[call-overload]
+                logger.warning("gave up on outbox message %s: %s", row.id, error)
+            else:
+                await session.exec(  # type: ignore[call-overload]
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id) == row.id)
+                    .values(
+                        attempts=attempts,
+                        locked_until=None,
+                        next_attempt_at=utcnow() + backoff(attempts),
+                        last_error=str(error)[:200],
+                    )
+                )
+                logger.warning("outbox message %s not sent (try %s): %s", row.id, attempts, error)
+            await session.commit()
+        return DrainResult(failed=1)
+    async with maker() as session:
+        await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))  # type: ignore[call-overload]
+        await session.commit()
+    return DrainResult(sent=1)

@@ -1,0 +1,268 @@
+"""Signer control: change or withdraw a signature through a link emailed to the signer.
+
+Anyone may ask for a manage link by typing an address on the letter page; the answer is
+the same whether or not that address signed, and a link is emailed only when it did. The
+link carries `{"m": manage_link_id, "n": nonce}` signed with its own salt; the database
+keeps the nonce's hash. Opening it (GET) only reads. Using it (POST) claims it once
+(`UPDATE ... WHERE used_at IS NULL`) in the transaction that makes the change, so either
+the change, its counts and its ledger entries are all written and the link is used up, or
+nothing is.
+
+Row locks are taken in the order confirm and the authors' moderation use: the signature,
+then the letter's row.
+
+On a closed letter a signer may still withdraw or hide their name (see `CLOSED_ALLOWS`):
+whoever signed must always be able to take their name off a public record, and the ledger
+records each such change with its date, so the count at closing can still be recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from letters.domains import match_domain, refusal_message
+from letters.forms import Details, FieldError, parse_email
+from letters.mail import outbox
+from letters.mail.compose import Compose
+from letters.models import (
+    AllowedDomain,
+    LedgerKind,
+    Letter,
+    LetterStatus,
+    ManageLink,
+    OrganizationCount,
+    Signature,
+    utcnow,
+)
+from letters.ratelimit import Limit, hit, ip_prefix
+from letters.record import counting, links, reveal
+from letters.record.counting import SignatureGone
+from letters.record.public import get_public_letter
+from letters.record.signing import LetterClosed, LinkToSend
+from letters.settings import Settings
+from letters.tokens import LinkUsed, Signer
+
+
+class Action(StrEnum):
+    withdraw = "withdraw"  # remove the signature: counts -1
+    hide = "hide"  # stay counted, hide the name and delete it (and the title) from our records
+    update = "update"  # change name, title, shown or hidden, reveal threshold
+
+
+# What a closed letter still allows: only taking information off the public record.
+CLOSED_ALLOWS = (Action.withdraw, Action.hide)
+
+
+class NothingToChange(Exception):
+    """The requested change is how the signature already is."""
+
+
+@dataclass(frozen=True)
+class ManageView:
+    """What a manage link shows before anything is pressed."""
+
+    letter: Letter
+    link: ManageLink
+    signature: Signature | None  # None: withdrawn since the link was sent
+    organization_count: int
+    used: bool
+
+
+@dataclass(frozen=True)
+class Result:
+    letter: Letter
+    action: Action
+    signature: Signature | None  # None after a withdrawal
+    revealed: bool = False  # the new threshold was already reached: the name is shown now
+
+
+async def request_link(
+    session: AsyncSession,
+    *,
+    slug: str,
+    email: Any,
+    client_host: str | None,
+    signer: Signer,
+    settings: Settings,
+    compose: Compose,
+    now: datetime | None = None,
+) -> LinkToSend | None:
+    """Email a manage link if this address signed the letter. Commits.
+
+    Returns the link to deliver, or None when the address has not signed; callers must
+    answer both the same way. Raises LetterNotFound, FieldError or RateLimited.
+    """
+    now = now or utcnow()
+    letter = await get_public_letter(session, slug)
+    address = parse_email(email)
+    rules = (
+        await session.exec(select(AllowedDomain).where(AllowedDomain.letter_id == letter.id))
+    ).all()
+    if match_domain(address.domain, rules) is None:
+        raise FieldError("email", refusal_message(address.domain, rules), "domain_not_allowed")
+    email_hash = signer.email_hash(address.canonical)
+    # The same limits, under the same keys, as signing: one inbox gets no more mail by
+    # mixing the two, and the limit is hit whether or not the address signed.
+    await hit(
+        session,
+        [
+            Limit(f"addr:{email_hash[:40]}", settings.limit_per_address),
+            Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
+            Limit("dom:" + signer.key_hash("domain", address.domain), settings.limit_per_domain),
+        ],
+        settings.limit_window,
+        now,
+    )
+    await session.commit()
+    signed = (
+        await session.exec(
+            select(Signature.id).where(
+                Signature.letter_id == letter.id, Signature.email_hash == email_hash
+            )
+        )
+    ).first()
+    if signed is None:
+        await session.rollback()
+        return None
+    link = ManageLink(letter_id=letter.id, email_hash=email_hash)
+    token = await links.issue(session, signer, links.MANAGE, link, now, settings.link_max_age)
+    outbox_id = await outbox.enqueue(session, compose(address.email, token), now)
+    await session.commit()
+    return LinkToSend(email=address.email, token=token, letter=letter, outbox_id=outbox_id)
+
+
+async def _signature_for(
+    session: AsyncSession, link: ManageLink, lock: bool = False
+) -> Signature | None:
+    """The signature a link manages: the one that existed when the link was made."""
+    statement = select(Signature).where(
+        Signature.letter_id == link.letter_id,
+        Signature.email_hash == link.email_hash,
+        col(Signature.verified_at) <= link.created_at,
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return (await session.exec(statement.execution_options(populate_existing=True))).first()
+
+
+async def _organization_count(session: AsyncSession, signature: Signature | None) -> int:
+    if signature is None:
+        return 0
+    value = (
+        await session.exec(
+            select(OrganizationCount.count).where(
+                OrganizationCount.letter_id == signature.letter_id,
+                OrganizationCount.organization == signature.organization,
+            )
+        )
+    ).first()
+    return int(value or 0)
+
+
+async def inspect(
+    session: AsyncSession, token: str, signer: Signer, settings: Settings
+) -> ManageView:
+    """Read a manage link without using it (safe for GET and for mail scanners)."""
+    link = await links.find(session, signer, links.MANAGE, token, settings.link_max_age, utcnow())
+    letter = await session.get(Letter, link.letter_id)
+    if letter is None or letter.status == LetterStatus.draft:
+        raise links.invalid(links.MANAGE)
+    signature = await _signature_for(session, link)
+    return ManageView(
+        letter=letter,
+        link=link,
+        signature=signature,
+        organization_count=await _organization_count(session, signature),
+        used=link.used_at is not None,
+    )
+
+
+async def apply(
+    session: AsyncSession,
+    token: str,
+    action: Action,
+    details: Details | None,
+    signer: Signer,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Result:
+    """Use a manage link for one action (`details` for Action.update). Commits.
+
+    Raises TokenError (invalid, expired or used), LetterClosed (a change a closed letter
+    refuses), SignatureGone or NothingToChange; in each case nothing is written and the
+    link stays usable unless it was already used.
+    """
+    now = now or utcnow()
+    view = await inspect(session, token, signer, settings)
+    if view.used:
+        raise LinkUsed
+    if view.letter.status != LetterStatus.published and action not in CLOSED_ALLOWS:
+        raise LetterClosed
+    if view.signature is None:
+        raise SignatureGone
+    link, letter_id = view.link, view.letter.id
+    assert letter_id is not None
+    await links.claim(session, links.MANAGE, link, now)
+    signature = await _signature_for(session, link, lock=True)
+    if signature is None:
+        await session.rollback()
+        raise SignatureGone
+    # Then the letter's row (see the module docstring), reading its status again.
+    status = (
+        await session.exec(  # type: ignore[call-overload]
+            update(Letter)
+            .where(col(Letter.id) == letter_id)
+            .values(updated_at=now)
+            .returning(col(Letter.status))
+        )
+    ).scalar_one()
+    if status != LetterStatus.published and action not in CLOSED_ALLOWS:
+        await session.rollback()
+        raise LetterClosed
+    try:
+        if action == Action.withdraw:
+            await counting.uncount(session, signature, LedgerKind.withdrawn, now)
+            result: tuple[Signature | None, bool] = (None, False)
+        else:
+            if action == Action.hide:
+                details = Details(name="", title="", show_name=False, reveal_at=None)
+            assert details is not None
+            result = await _change(session, signature, details, now)
+    except NothingToChange:
+        await session.rollback()
+        raise
+    await session.commit()
+    letter = await session.get(Letter, letter_id, populate_existing=True)
+    assert letter is not None
+    return Result(letter=letter, action=action, signature=result[0], revealed=result[1])
+
+
+async def _change(
+    session: AsyncSession, signature: Signature, details: Details, now: datetime
+) -> tuple[Signature, bool]:
+    """Apply new details, moving the named/hidden counts and the ledger as confirm does."""
+    before = (signature.show_name, signature.name, signature.title, signature.reveal_at)
+    after = (details.show_name, details.name, details.title, details.reveal_at)
+    if before == after:
+        raise NothingToChange
+    # The same change a second confirmation makes (it keeps a name the authors hid hidden).
+    await counting.show_as(
+        session,
+        signature,
+        show_name=details.show_name,
+        name=details.name,
+        title=details.title,
+        reveal_at=details.reveal_at,
+        now=now,
+    )
+    await reveal.release(
+        session, signature.letter_id, signature.organization, now, signature.email_hash
+    )
+    return signature, signature.show_name and not details.show_name

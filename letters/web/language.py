@@ -1,0 +1,174 @@
+"""The reader's language on the web: chosen for each request (the `lang` cookie set by the
+footer's switcher, else the browser's Accept-Language, else English), and the switcher.
+
+The JSON interface and the other addresses programs read (NEUTRAL, by route name) answer
+the same in every language: programs read codes, not prose, and their answers must not
+change with a browser's settings.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from starlette.exceptions import HTTPException
+from starlette.requests import Request, cookie_parser
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from letters import i18n
+from letters.web.common import settings_of
+from letters.web.routing import RouteIndex
+
+STATE_KEY = "language"  # where the middleware leaves the request's language in scope["state"]
+COOKIE_NAME = i18n.COOKIE.encode() + b"="
+VARY = "Accept-Language, Cookie"
+# The routes whose answers are the same in every language.
+NEUTRAL = (
+    "api_letters",
+    "api_letter",
+    "api_events",
+    "api_signatures",
+    "api_verify",
+    "api_ledger",
+    "api_snapshot",
+    "signatures_csv",
+    "daily_csv",
+    "openapi",
+    "jwks",
+    "badge",
+    "health",
+    "static",
+)
+
+
+def of(scope: Scope) -> str:
+    """The language the middleware chose for a request (also after it has returned)."""
+    language = scope.get("state", {}).get(STATE_KEY, i18n.DEFAULT)
+    return language if language in i18n.LANGUAGES else i18n.DEFAULT
+
+
+def local_path(value: str | None) -> str:
+    """`value` if it is a path on this site, else the home page: never another site.
+
+    Browsers read `//host`, `/\\host` and `https://host` as other sites, and drop tabs and
+    line breaks before reading, so anything like them is refused.
+    """
+    if (
+        not value
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ord(char) < 0x21 or ord(char) == 0x7F for char in value)
+    ):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+async def switch(request: Request) -> Response:
+    """`GET /language/{code}?next=/path`: remember the reader's language, go back to the page.
+
+    A plain link, so it works without JavaScript; the choice lasts a year.
+    """
+    code = request.path_params["code"]
+    if code not in i18n.LANGUAGES:
+        raise HTTPException(404)
+    target = local_path(request.query_params.get("next"))
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        i18n.COOKIE,
+        code,
+        max_age=i18n.COOKIE_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings_of(request).base_url.startswith("https"),
+    )
+    return response
+
+
+@pass_context
+def return_path(context: Context) -> str:
+    """Where a language link in the footer brings the reader back to.
+
+    Pages cached for every reader say it themselves (`here`); otherwise it is the address
+    of this request, or, after a form was posted, that address if it can be read with a
+    GET, else the home page.
+    """
+    here = context.get("here")
+    if isinstance(here, str):
+        return here
+    request = context.get("request")
+    if not isinstance(request, Request):
+        return "/"
+    path = request.url.path
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return f"{path}?{query}" if query else path
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+        return path
+    return "/"
+
+
+routes = [
+    Route("/language/{code}", switch, name="language"),
+]
+
+
+class LocaleMiddleware:
+    """Chooses the request's language, and tells caches that pages vary with it.
+
+    Outermost, so that the fast path (letters.web.fastpath) knows the language too.
+    """
+
+    def __init__(self, app: ASGIApp, neutral: RouteIndex) -> None:
+        self.app = app
+        self.neutral = neutral
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        neutral = scope["path"] in self.neutral
+        language = i18n.DEFAULT
+        if not neutral:
+            headers = dict(scope["headers"])
+            cookie = headers.get(b"cookie", b"")
+            chosen = None
+            if COOKIE_NAME in cookie:
+                chosen = cookie_parser(cookie.decode("latin-1")).get(i18n.COOKIE)
+            accept_language = headers.get(b"accept-language", b"").decode("latin-1")
+            language = i18n.negotiate(chosen, accept_language)
+        scope.setdefault("state", {})[STATE_KEY] = language
+
+        async def send_with_language(message: Message) -> None:
+            if message["type"] == "http.response.start" and not neutral:
+                message = _with_language(message, language)
+            await send(message)
+
+        with i18n.using(language):
+            await self.app(scope, receive, send_with_language)
+
+
+def _with_language(start: Message, language: str) -> Message:
+    """HTML pages (and their 304s, which carry no type) say their language and that it
+    varies with the reader's."""
+    headers = list(start.get("headers", []))
+    content_type = next((value for name, value in headers if name == b"content-type"), None)
+    if content_type is None and start["status"] != 304:
+        return start
+    if content_type is not None and not content_type.startswith(b"text/html"):
+        return start
+    others = [value.decode("latin-1") for name, value in headers if name == b"vary"]
+    kept = [(name, value) for name, value in headers if name not in (b"vary", b"content-language")]
+    vary = ", ".join([*others, VARY])
+    kept.append((b"vary", vary.encode("latin-1")))
+    kept.append((b"content-language", language.encode()))
+    # A new message, not the same one changed: the fast path keeps what passes under it.
+    return {**start, "headers": kept}

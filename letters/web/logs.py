@@ -1,0 +1,86 @@
+"""Logging for the server: the access log names no client address and no token."""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from typing import Any
+
+# Magic-link tokens travel in the path of /verify/{token}, /manage/{token} and
+# /authors/sign-in/{token}, and single sign-on's one-time code and state in the query of
+# its callback; anything else secret travels only in request bodies, never logged.
+_TOKEN_IN_PATH = re.compile(r"(/(?:verify|manage|authors/sign-in)/)[^\s/?\"]+")
+_TOKEN_IN_QUERY = re.compile(r"([?&](?:code|state|token)=)[^&\s\"]+")
+
+
+def redact(text: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", _TOKEN_IN_PATH.sub(r"\1[redacted]", text))
+
+
+class RedactTokens(logging.Filter):
+    """Hides tokens in log lines, and the messages of logged exceptions.
+
+    A traceback's frames (files, lines, code) are kept for debugging; the exception's
+    message is dropped, since messages can quote request data or database rows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, _, trace = record.exc_info
+            frames = "".join(traceback.format_tb(trace))
+            record.exc_text = (
+                f"Traceback (most recent call last):\n{frames}{kind.__name__} (message withheld)"
+            )
+            record.exc_info = None
+        return True
+
+
+# Libraries that log SQL parameters (names, hashes) at DEBUG level; never let them.
+PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "psycopg")
+
+
+def silence_parameter_logging() -> None:
+    for name in PARAMETER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "letters.web.logs.RedactTokens"}},
+        "formatters": {
+            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                # No %(client_addr)s: a signer's IP address is not ours to keep.
+                "fmt": '%(asctime)s %(levelname)s access: "%(request_line)s" %(status_code)s',
+                "use_colors": False,
+            },
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            },
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "access",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "letters": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        },
+    }

@@ -1,0 +1,194 @@
+"""Public letter pages and the HTML signing form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from letters import i18n
+from letters.forms import FieldError
+from letters.i18n import N_, ngettext
+from letters.mail.compose import hours, signing_email
+from letters.ratelimit import RateLimited
+from letters.record.public import LetterSnapshot, list_public_letters, named_signatures
+from letters.record.signing import LetterClosed, request_signature
+from letters.web import cache, fastpath
+from letters.web.common import (
+    HTML,
+    cached,
+    client_host,
+    conditional,
+    db_session,
+    etag_for,
+    forget_letter,
+    read_form,
+    render,
+    render_text,
+    send_soon,
+    settings_of,
+    snapshot_or_404,
+    tag_answer,
+    text_fields,
+    too_many,
+    version,
+)
+from letters.web.security import csrf_token
+
+NAMES_PER_PAGE = 200
+FORM_FIELDS = ("name", "title", "email", "show_name", "reveal_at")
+# Stands for the reader's CSRF token in cached pages; swapped in for each request.
+CSRF_PLACEHOLDER = fastpath.CSRF_PLACEHOLDER.decode()
+HTML_CACHING = "private, no-cache"  # revalidate every time; the ETag makes that cheap
+
+
+def too_many_message(minutes: int) -> str:
+    return ngettext(
+        "Too many signing requests came from here or for this address. "
+        "Please wait %(minutes)s minute and try again.",
+        "Too many signing requests came from here or for this address. "
+        "Please wait %(minutes)s minutes and try again.",
+        minutes,
+        minutes=minutes,
+    )
+
+
+async def index(request: Request) -> Response:
+    async def load() -> tuple[bytes, str]:
+        async with db_session(request) as session:
+            letters = await list_public_letters(session)
+        context = {"letters": letters, "here": request.app.url_path_for("index")}
+        html = render_text(request, "letters/index.html", context).encode()
+        return html, etag_for(html)
+
+    tag_answer(request, cache.LISTS)
+    html, etag = await cached(request, cache.key("index", i18n.current()), load, [cache.LISTS])
+    return conditional(request, html, etag, HTML, HTML_CACHING)
+
+
+def _letter_context(request: Request, snapshot: LetterSnapshot, csrf: str) -> dict[str, Any]:
+    return {
+        "site_url": settings_of(request).base_url,
+        "letter": snapshot.letter,
+        "tally": snapshot.tally,
+        "names": snapshot.names,
+        "more_names": snapshot.more_names,
+        "domains": snapshot.domains,
+        "per_version": snapshot.per_version,
+        "form": {},
+        "errors": {},
+        "csrf": csrf,
+        # The letter page, also when the form was posted to /sign: where the language
+        # links in the footer come back to.
+        "here": request.app.url_path_for("letter", slug=snapshot.letter.slug),
+    }
+
+
+async def letter_page(request: Request) -> Response:
+    slug = request.path_params["slug"]
+    snapshot = await snapshot_or_404(request, slug)
+
+    async def load() -> tuple[str, str]:
+        html = render_text(
+            request, "letters/letter.html", _letter_context(request, snapshot, CSRF_PLACEHOLDER)
+        )
+        return html, etag_for(html)
+
+    key = cache.key("letter-html", slug, i18n.current(), *version(snapshot))
+    html, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
+    # Hand the page over to the fast path, which then serves it with each reader's token.
+    request.scope.setdefault("state", {})[fastpath.PAGE_TEMPLATE] = (html, etag)
+    token = csrf_token(request)
+    return conditional(
+        request,
+        html.replace(CSRF_PLACEHOLDER, token).encode(),
+        etag_for(etag, token),
+        HTML,
+        HTML_CACHING,
+    )
+
+
+async def _letter_page_again(
+    request: Request, slug: str, status: int, form: dict[str, Any], errors: dict[str, str]
+) -> Response:
+    """The letter page with the reader's input and what is wrong with it."""
+    context = _letter_context(request, await snapshot_or_404(request, slug), csrf_token(request))
+    context.update(form=form, errors=errors)
+    return render(request, "letters/letter.html", context, status=status)
+
+
+async def sign(request: Request) -> Response:
+    slug = request.path_params["slug"]
+    data = text_fields(await read_form(request), FORM_FIELDS)
+    try:
+        async with db_session(request, write=True) as session:
+            link = await request_signature(
+                session,
+                slug=slug,
+                data=data,
+                client_host=client_host(request),
+                signer=request.app.state.signer,
+                settings=settings_of(request),
+                compose=signing_email(settings_of(request)),
+            )
+    except LetterClosed as closed:
+        forget_letter(request, closed.letter_id)
+        return await _letter_page_again(request, slug, 409, {}, {})
+    except FieldError as error:
+        return await _letter_page_again(request, slug, 422, data, {error.field: error.message})
+    except RateLimited as limited:
+        return too_many(request, limited, too_many_message)
+    return RedirectResponse(
+        request.app.url_path_for("check_email", slug=slug),
+        status_code=303,
+        background=send_soon(request, link.outbox_id),
+    )
+
+
+async def check_email(request: Request) -> Response:
+    letter = (await snapshot_or_404(request, request.path_params["slug"])).letter
+    settings = settings_of(request)
+    # The subject as the email has it: translated when it is the default one.
+    subject = i18n.gettext(settings.mail_subject)
+    context = {"letter": letter, "hours": hours(settings.link_max_age), "subject": subject}
+    return render(request, "signatures/check_email.html", context)
+
+
+async def signatures_page(request: Request) -> Response:
+    signer = request.app.state.signer
+    after = request.query_params.get("after")
+    after_id = None
+    if after:
+        try:
+            after_id = signer.loads_cursor(after)
+        except ValueError:
+            raise HTTPException(400, N_("That page link is not valid.")) from None
+    slug = request.path_params["slug"]
+    letter = (await snapshot_or_404(request, slug)).letter
+
+    async def load() -> tuple[bytes, str]:
+        async with db_session(request) as session:
+            names, next_id = await named_signatures(session, letter, after_id, NAMES_PER_PAGE)
+        next_cursor = signer.dumps_cursor(next_id) if next_id is not None else None
+        here = request.app.url_path_for("signatures", slug=slug)
+        if after_id is not None:
+            here += f"?after={signer.dumps_cursor(after_id)}"
+        context = {"letter": letter, "names": names, "next_cursor": next_cursor, "here": here}
+        html = render_text(request, "letters/signatures.html", context).encode()
+        return html, etag_for(html)
+
+    key = cache.key("names", slug, i18n.current(), after_id)
+    html, etag = await cached(request, key, load, [cache.letter_tag(letter.id)])
+    return conditional(request, html, etag, HTML, HTML_CACHING)
+
+
+routes = [
+    Route("/", index, name="index"),
+    Route("/letters/{slug}", letter_page, name="letter"),
+    Route("/letters/{slug}/sign", sign, methods=["POST"], name="sign"),
+    Route("/letters/{slug}/check-email", check_email, name="check_email"),
+    Route("/letters/{slug}/signatures", signatures_page, name="signatures"),
+]

@@ -1,0 +1,215 @@
+"""Embeddable views of a letter's count for the press and other sites."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from letters import i18n
+from letters.chart import chart_svg, cumulative
+from letters.models import utcnow
+from letters.record.public import LetterNotFound, daily_counts, named_signatures
+from letters.web import cache
+from letters.web.api import iso, not_found
+from letters.web.common import (
+    HTML,
+    cached,
+    conditional,
+    db_session,
+    etag_for,
+    letter_snapshot,
+    settings_of,
+    version,
+)
+from letters.web.security import CONTENT_SECURITY_POLICY
+
+CSV_BATCH = 1000
+
+BADGE_CACHING = "public, max-age=1"
+CHAR_WIDTH = 7  # average width of an 11px sans-serif character, for sizing the badge
+
+
+def badge_svg(count: int) -> str:
+    """The same image in every language, like the JSON: it is embedded on other sites."""
+    label = "verified signatures"
+    value = f"{count:,}"
+    left = len(label) * CHAR_WIDTH + 12
+    right = len(value) * CHAR_WIDTH + 14
+    width = left + right
+    text = f"{value} {label}"
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20" '
+        f'role="img" aria-label="{text}">'
+        f"<title>{text}</title>"
+        f'<rect width="{left}" height="20" fill="#3b4149"/>'
+        f'<rect x="{left}" width="{right}" height="20" fill="#1d6b3a"/>'
+        '<g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">'
+        f'<text x="6" y="14">{label}</text>'
+        f'<text x="{left + 7}" y="14">{value}</text>'
+        "</g></svg>"
+    )
+
+
+async def badge(request: Request) -> Response:
+    """`/letters/{slug}/badge.svg`: the live verified count as a small image."""
+    slug = request.path_params["slug"]
+    try:
+        snapshot = await letter_snapshot(request, slug)
+    except LetterNotFound:
+        return Response("No such letter.", status_code=404, media_type="text/plain")
+
+    async def load() -> tuple[bytes, str]:
+        body = badge_svg(snapshot.tally.verified).encode()
+        return body, etag_for(body)
+
+    key = cache.key("badge", slug, *version(snapshot))
+    body, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
+    return conditional(request, body, etag, "image/svg+xml", BADGE_CACHING)
+
+
+def _per_day(rows: list[tuple[str, str, int]]) -> list[tuple[str, int]]:
+    totals: dict[str, int] = {}
+    for day, _, count in rows:
+        totals[day] = totals.get(day, 0) + count
+    return sorted(totals.items())
+
+
+async def tally_page(request: Request) -> Response:
+    """`/letters/{slug}/tally`: the count for the press, with its history and how it is made."""
+    slug = request.path_params["slug"]
+    snapshot = await letter_snapshot(request, slug)
+
+    async def load() -> tuple[bytes, str]:
+        async with db_session(request) as session:
+            rows = await daily_counts(session, snapshot.letter)
+        per_day = _per_day(rows)
+        context = {
+            "letter": snapshot.letter,
+            "tally": snapshot.tally,
+            "domains": snapshot.domains,
+            "as_of": utcnow(),
+            "chart": chart_svg(
+                per_day,
+                i18n.gettext(
+                    "Verified signatures over time: %(title)s", title=snapshot.letter.title
+                ),
+            ),
+            "days": list(zip(per_day, cumulative(per_day), strict=True)),
+            "site_url": settings_of(request).base_url,
+            "here": request.app.url_path_for("tally", slug=slug),
+        }
+        return _rendered(request, "letters/tally.html", context)
+
+    key = cache.key("tally", slug, i18n.current(), *version(snapshot))
+    body, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
+    return conditional(request, body, etag, HTML, "private, no-cache")
+
+
+def _rendered(request: Request, template: str, context: dict[str, object]) -> tuple[bytes, str]:
+    """A page rendered for the cache, with its ETag."""
+    body = request.app.state.templates.get_template(template).render(context).encode()
+    return body, etag_for(body)
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that spreadsheets will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv(rows: list[list[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([[_cell(value) for value in row] for row in rows])
+    return buffer.getvalue()
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "public, max-age=5",
+    }
+
+
+async def signatures_csv(request: Request) -> Response:
+    """Every verified signature whose signer chose to show their name, oldest first."""
+    slug = request.path_params["slug"]
+    try:
+        letter = (await letter_snapshot(request, slug)).letter
+    except LetterNotFound:
+        return not_found()
+
+    async def rows() -> AsyncIterator[str]:
+        yield _csv([["name", "title", "organization", "signed_at"]])
+        after = None
+        while True:
+            async with db_session(request) as session:
+                page, after = await named_signatures(session, letter, after, CSV_BATCH)
+            yield _csv(
+                [[row.name, row.title, row.organization, iso(row.verified_at)] for row in page]
+            )
+            if after is None:
+                return
+
+    return StreamingResponse(
+        rows(), media_type="text/csv; charset=utf-8", headers=_attachment(f"{slug}-signatures.csv")
+    )
+
+
+async def daily_csv(request: Request) -> Response:
+    """Verified signatures per UTC day and organization."""
+    slug = request.path_params["slug"]
+    try:
+        letter = (await letter_snapshot(request, slug)).letter
+    except LetterNotFound:
+        return not_found()
+    async with db_session(request) as session:
+        rows = await daily_counts(session, letter)
+    body = _csv([["day", "organization", "verified"], *[list(row) for row in rows]])
+    return Response(
+        body, media_type="text/csv; charset=utf-8", headers=_attachment(f"{slug}-daily.csv")
+    )
+
+
+# Only this page may be framed by other sites: it shows nothing but public figures and
+# takes no input, so clickjacking gains nothing.
+WIDGET_POLICY = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", "frame-ancestors *")
+
+
+async def widget(request: Request) -> Response:
+    """`/letters/{slug}/widget`: the live count for an iframe on a news site."""
+    slug = request.path_params["slug"]
+    snapshot = await letter_snapshot(request, slug)
+
+    async def load() -> tuple[bytes, str]:
+        context = {
+            "letter": snapshot.letter,
+            "tally": snapshot.tally,
+            "site_url": settings_of(request).base_url,
+        }
+        return _rendered(request, "letters/widget.html", context)
+
+    key = cache.key("widget", slug, i18n.current(), *version(snapshot))
+    body, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
+    return conditional(
+        request,
+        body,
+        etag,
+        HTML,
+        "public, max-age=1",
+        headers={"Content-Security-Policy": WIDGET_POLICY},
+    )
+
+
+routes = [
+    Route("/letters/{slug}/badge.svg", badge, name="badge"),
+    Route("/letters/{slug}/tally", tally_page, name="tally"),
+    Route("/letters/{slug}/widget", widget, name="widget"),
+    Route("/api/letters/{slug}/signatures.csv", signatures_csv, name="signatures_csv"),
+    Route("/api/letters/{slug}/daily.csv", daily_csv, name="daily_csv"),
+]
