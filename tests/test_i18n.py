@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from letters import i18n
 from letters.app import create_app
 from letters.settings import PROJECT_ROOT
+from tests.authors.helpers import post_form, sign_in_as
 from tests.helpers import confirm_api, csrf_from, sign_api
-from tests.test_authors_helpers import post_form, sign_in_as
 
 SPANISH = {"Accept-Language": "es-ES,es;q=0.9"}
 TRANSLATED = [code for code in i18n.LANGUAGES if code != i18n.DEFAULT]

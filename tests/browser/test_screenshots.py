@@ -40,7 +40,7 @@ def test_screenshots_of_the_letter_and_tally_pages(
 def test_screenshot_of_the_author_editor(
     open_page: OpenPage, server: Server, engine: Any, screenshot_dir: Path
 ):
-    from tests.test_authors_helpers import SESSION_COOKIE, make_author, session_cookie
+    from tests.authors.helpers import SESSION_COOKIE, make_author, session_cookie
 
     author = make_author(engine, "organizer@example.org")
     page = open_page(viewport=DESKTOP, device_scale_factor=1)

@@ -45,7 +45,6 @@ from letters.models import OutboxMessage, PendingSignature, Signature
 from letters.record import links
 from letters.settings import normalize_database_url
 from letters.tokens import Signer
-from tests import test_concurrency as concurrency
 from tests.conftest import (
     LINK,
     ON_POSTGRES,
@@ -66,7 +65,8 @@ from tests.live import (
     stop_process,
     wait_for_log,
 )
-from tests.test_concurrency import Person, writer_sessions
+from tests.properties import test_concurrency as concurrency
+from tests.properties.test_concurrency import Person, writer_sessions
 
 RECOVERY_TIMEOUT = 20.0
 TLS = ssl.create_default_context()  # made once: a client that makes its own is slow to start

@@ -10,9 +10,7 @@ from sqlmodel import select
 from letters.authors.revisions import compare
 from letters.migrate import alembic_config, upgrade
 from letters.models import AuditEntry, LetterVersion, Signature
-from tests.conftest import ON_POSTGRES, make_settings
-from tests.helpers import assert_consistent, confirm_api, sign_api
-from tests.test_authors_helpers import (
+from tests.authors.helpers import (
     DRAFT,
     create_draft,
     letter_row,
@@ -21,6 +19,8 @@ from tests.test_authors_helpers import (
     sign,
     sign_in_as,
 )
+from tests.conftest import ON_POSTGRES, make_settings
+from tests.helpers import assert_consistent, confirm_api, sign_api
 
 SLUG = "drop-the-contract"
 REVISE = f"/authors/letters/{SLUG}/revise"

@@ -164,7 +164,7 @@ def test_an_author_does_everything_with_the_keyboard_on_accessible_pages(
 
 
 def test_author_pages_fit_a_phone(browser: Browser, server: Server, engine: Any):
-    from tests.test_authors_helpers import make_author, session_cookie
+    from tests.authors.helpers import make_author, session_cookie
 
     author = make_author(engine, "ada@example.org", admin=True)
     context = browser.new_context(base_url=server.url, viewport=PHONE)

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from letters.models import LedgerEntry, Signature
 from tests.helpers import assert_consistent, confirm_api, csrf_from, sign_api
-from tests.test_manage import act, link_for
+from tests.record.test_signer_control import act, link_for
 
 
 def signed(client, mailbox, email: str, **fields: Any) -> None:

@@ -30,8 +30,8 @@ from letters.settings import Settings
 from tests.conftest import LINK, ON_POSTGRES, make_settings
 from tests.helpers import confirm_api, csrf_from, sign_api
 from tests.live import http_client, running_server
-from tests.test_manage import MANAGE, manage_token
-from tests.test_retention import purge
+from tests.record.test_retention import purge
+from tests.record.test_signer_control import MANAGE, manage_token
 
 RECEIPT = re.compile(r'<code class="receipt-code">([^<]+)</code>')
 PARAM = re.compile(r"{(\w+)(?::\w+)?}")

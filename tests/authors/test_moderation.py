@@ -9,8 +9,8 @@ from sqlmodel import select
 
 from letters.authors import moderation
 from letters.models import AuditEntry, BlockedSigner, LedgerEntry, PendingSignature, Signature
+from tests.authors.helpers import create_draft, post_form, publish, sign, sign_in_as
 from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
-from tests.test_authors_helpers import create_draft, post_form, publish, sign, sign_in_as
 
 SLUG = "drop-the-contract"
 LIST = f"/authors/letters/{SLUG}/signatures"
@@ -200,7 +200,7 @@ def test_concurrent_moderation_of_one_signature_counts_once(client, signed, db):
 def test_a_hidden_name_stays_hidden_whatever_the_signer_does(client, signed, mailbox, db):
     """The troll signs again with their name shown, asks for a reveal threshold, and tries
     the manage link: the name never comes back, and every count stays exact."""
-    from tests.test_manage import MANAGE
+    from tests.record.test_signer_control import MANAGE
 
     assert hide(client, signed["troll"]).status_code == 303
     after_hiding = assert_consistent(db, SLUG)

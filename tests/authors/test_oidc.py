@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 from letters.app import create_app
 from letters.models import Author, AuthorSession
 from letters.settings import Settings
+from tests.authors.helpers import SESSION_COOKIE, make_author
 from tests.conftest import make_settings
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, TAMPERING, Provider, running_provider
-from tests.test_authors_helpers import SESSION_COOKIE, make_author
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from letters.models import (
     OutboxMessage,
     Signature,
 )
-from tests.helpers import csrf_from
-from tests.test_authors_helpers import (
+from tests.authors.helpers import (
     SESSION_COOKIE,
     create_draft,
     make_author,
@@ -26,6 +25,7 @@ from tests.test_authors_helpers import (
     sign,
     sign_in_as,
 )
+from tests.helpers import csrf_from
 
 PAGES = [
     "/authors/letters/{slug}",

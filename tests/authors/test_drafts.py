@@ -10,8 +10,7 @@ from sqlmodel import select
 
 from letters.jobs import Closer
 from letters.models import AllowedDomain, Letter, LetterVersion, utcnow
-from tests.helpers import confirm_api, sign_api
-from tests.test_authors_helpers import (
+from tests.authors.helpers import (
     DRAFT,
     create_draft,
     letter_row,
@@ -20,6 +19,7 @@ from tests.test_authors_helpers import (
     sign,
     sign_in_as,
 )
+from tests.helpers import confirm_api, sign_api
 
 
 @pytest.fixture

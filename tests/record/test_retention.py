@@ -22,7 +22,7 @@ from letters.models import (
 from letters.record.retention import Purged, purge_expired
 from tests.conftest import SECRET
 from tests.helpers import assert_consistent, confirm_api, counts, sign_api
-from tests.test_manage import link_for, signed
+from tests.record.test_signer_control import link_for, signed
 
 
 def purge(settings, now=None) -> Purged:
@@ -151,7 +151,7 @@ def test_an_erased_letter_still_lets_signers_withdraw(settings, signers, mailbox
     before = len(mailbox.messages)
     assert client.post(token_page, data=data, follow_redirects=False).status_code == 303
     mailbox.wait_for(before + 1)
-    from tests.test_manage import act, manage_token
+    from tests.record.test_signer_control import act, manage_token
 
     assert act(client, manage_token(mailbox, "ada@microsoft.com"), "withdraw").status_code == 200
     c = assert_consistent(db)

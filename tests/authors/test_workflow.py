@@ -12,8 +12,7 @@ from sqlmodel import select
 
 from letters.authors.accounts import add_admin
 from letters.models import AuditEntry, AuthorLink, AuthorSession, Signature, utcnow
-from tests.helpers import assert_consistent, csrf_from
-from tests.test_authors_helpers import (
+from tests.authors.helpers import (
     DRAFT,
     SESSION_COOKIE,
     SIGN_IN_LINK,
@@ -21,6 +20,7 @@ from tests.test_authors_helpers import (
     post_form,
     sign,
 )
+from tests.helpers import assert_consistent, csrf_from
 
 
 def link_from(mailbox, to: str) -> str:
@@ -271,7 +271,7 @@ def test_forged_session_cookies_are_refused(client, engine):
 
 
 def test_sign_out_everywhere_ends_every_session(client, engine, db):
-    from tests.test_authors_helpers import session_cookie, sign_in_as
+    from tests.authors.helpers import session_cookie, sign_in_as
 
     author = sign_in_as(client, engine, "ada@example.org")
     other_device = session_cookie(engine, author)
@@ -329,7 +329,7 @@ def test_signing_in_returns_to_the_page_asked_for(client, engine, mailbox):
 
 
 def test_audit_log_records_publishing(client, engine, db, mailbox):
-    from tests.test_authors_helpers import create_draft, publish, sign_in_as
+    from tests.authors.helpers import create_draft, publish, sign_in_as
 
     sign_in_as(client, engine, "ada@example.org")
     create_draft(client)
@@ -360,7 +360,7 @@ def test_letters_admin_add_and_list(monkeypatch, database_url, tmp_path, engine,
 
 
 def test_a_co_author_is_invited_by_email_and_signs_in(client, engine, mailbox, db):
-    from tests.test_authors_helpers import create_draft, sign_in_as, sign_out
+    from tests.authors.helpers import create_draft, sign_in_as, sign_out
 
     sign_in_as(client, engine, "owner@example.org")
     create_draft(client)
@@ -399,7 +399,7 @@ def test_sign_in_emails_are_rate_limited(client, engine, mailbox):
 def test_every_author_form_field_has_a_label(client, engine, mailbox):
     from html.parser import HTMLParser
 
-    from tests.test_authors_helpers import create_draft, sign, sign_in_as
+    from tests.authors.helpers import create_draft, sign, sign_in_as
 
     class Fields(HTMLParser):
         def __init__(self) -> None:

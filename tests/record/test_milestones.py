@@ -13,8 +13,7 @@ from letters.mail import outbox
 from letters.models import Letter, Milestone
 from letters.record.milestones import is_round
 from letters.record.signing import confirm
-from tests.helpers import assert_consistent, sign_api
-from tests.test_authors_helpers import (
+from tests.authors.helpers import (
     create_draft,
     letter_row,
     post_form,
@@ -23,6 +22,7 @@ from tests.test_authors_helpers import (
     sign,
     sign_in_as,
 )
+from tests.helpers import assert_consistent, sign_api
 
 SLUG = "drop-the-contract"
 

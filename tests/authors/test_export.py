@@ -11,7 +11,7 @@ from sqlmodel import Session
 from letters.authors.export import BATCH, HEADER
 from letters.db import writer
 from letters.models import Signature, utcnow
-from tests.test_authors_helpers import (
+from tests.authors.helpers import (
     create_draft,
     letter_row,
     post_form,
