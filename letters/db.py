@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.settings import Settings
@@ -115,3 +116,9 @@ def dialect_insert(session: AsyncSession) -> Any:
     """
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A model's table, for Core statements (upserts); SQLModel does not type `__table__`."""
+    found: Table = model.__table__  # type: ignore[attr-defined]
+    return found

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 from sqlalchemy import Engine
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, col, delete, select
 
 from letters.domains import normalize_domain
 from letters.models import (
@@ -53,7 +53,7 @@ class DomainSpec:
 class LetterFile:
     slug: str
     title: str
-    status: str
+    status: LetterStatus
     ask_title: bool
     body: str
     domains: list[DomainSpec]
@@ -110,7 +110,7 @@ def parse_letter(text: str) -> LetterFile:
     return LetterFile(
         slug=slug,
         title=title,
-        status=status,
+        status=LetterStatus(status),
         ask_title=_flag(meta.get("ask_title", True), "ask_title"),
         body=body,
         domains=domains,
@@ -150,11 +150,11 @@ def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool
         session.flush()
         if letter.published_at is not None:
             _keep_version(session, letter, letter.version, now, letter.revision_note)
-        session.exec(delete(AllowedDomain).where(AllowedDomain.letter_id == letter.id))  # type: ignore[call-overload]
+        session.exec(delete(AllowedDomain).where(col(AllowedDomain.letter_id) == letter.id))
         for spec in letter_file.domains:
             session.add(
                 AllowedDomain(
-                    letter_id=letter.id,  # type: ignore[arg-type]
+                    letter_id=letter.id,
                     domain=spec.domain,
                     organization=spec.organization,
                     include_subdomains=spec.include_subdomains,
@@ -177,7 +177,7 @@ def _keep_version(
     if exists is None:
         session.add(
             LetterVersion(
-                letter_id=letter.id,  # type: ignore[arg-type]
+                letter_id=letter.id,
                 number=number,
                 title=letter.title,
                 body=letter.body,

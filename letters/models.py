@@ -1,4 +1,8 @@
-"""Tables. A verified signature keeps no email address, only a keyed hash of it."""
+"""Tables. A verified signature keeps no email address, only a keyed hash of it.
+
+Ids are typed `int`: the database sets them when a row is saved, and the code reads them
+only from saved rows.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 # Named constraints make SQLite and PostgreSQL migrations identical and reversible.
 SQLModel.metadata = MetaData(
@@ -76,11 +80,13 @@ class LetterStatus(StrEnum):
 class Letter(SQLModel, table=True):
     """An open letter. Its counters change only in the transaction that verifies a signature."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     slug: str = Field(sa_column=Column(String(80), nullable=False, unique=True))
     title: str = Field(sa_column=Column(String(200), nullable=False))
     body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default=LetterStatus.draft, sa_column=Column(String(20), nullable=False))
+    status: LetterStatus = Field(
+        default=LetterStatus.draft, sa_column=Column(String(20), nullable=False)
+    )
     ask_title: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     published_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
@@ -116,7 +122,7 @@ class AllowedDomain(SQLModel, table=True):
     __tablename__ = "allowed_domain"
     __table_args__ = (UniqueConstraint("letter_id", "domain"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", index=True)
     domain: str = Field(sa_column=Column(String(253), nullable=False))  # IDNA ASCII, lower case
     organization: str = Field(sa_column=Column(String(100), nullable=False))
@@ -129,7 +135,7 @@ class OrganizationCount(SQLModel, table=True):
     __tablename__ = "organization_count"
     __table_args__ = (UniqueConstraint("letter_id", "organization"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     organization: str = Field(sa_column=Column(String(100), nullable=False))
     count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
@@ -145,7 +151,7 @@ class PendingSignature(SQLModel, table=True):
 
     __tablename__ = "pending_signature"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     domain: str = Field(sa_column=Column(String(253), nullable=False))
@@ -160,7 +166,7 @@ class PendingSignature(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
-Index("ix_pending_signature_expires_at", PendingSignature.__table__.c.expires_at)  # type: ignore[attr-defined]
+Index("ix_pending_signature_expires_at", col(PendingSignature.expires_at))
 
 
 class Signature(SQLModel, table=True):
@@ -168,7 +174,7 @@ class Signature(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("letter_id", "email_hash"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     domain: str = Field(sa_column=Column(String(253), nullable=False))
@@ -195,28 +201,28 @@ class Signature(SQLModel, table=True):
 
 Index(
     "ix_signature_public",
-    Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
-    Signature.__table__.c.show_name,  # type: ignore[attr-defined]
-    Signature.__table__.c.id,  # type: ignore[attr-defined]
+    col(Signature.letter_id),
+    col(Signature.show_name),
+    col(Signature.id),
 )
 
 
 # The hidden names waiting for a reveal threshold, per organization (public.py).
 Index(
     "ix_signature_waiting",
-    Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
-    Signature.__table__.c.organization,  # type: ignore[attr-defined]
-    Signature.__table__.c.reveal_at,  # type: ignore[attr-defined]
-    postgresql_where=Signature.__table__.c.reveal_at.isnot(None),  # type: ignore[attr-defined]
-    sqlite_where=Signature.__table__.c.reveal_at.isnot(None),  # type: ignore[attr-defined]
+    col(Signature.letter_id),
+    col(Signature.organization),
+    col(Signature.reveal_at),
+    postgresql_where=col(Signature.reveal_at).is_not(None),
+    sqlite_where=col(Signature.reveal_at).is_not(None),
 )
 
 
 # Counts how many signed each version of a letter.
 Index(
     "ix_signature_letter_version",
-    Signature.__table__.c.letter_id,  # type: ignore[attr-defined]
-    Signature.__table__.c.letter_version,  # type: ignore[attr-defined]
+    col(Signature.letter_id),
+    col(Signature.letter_version),
 )
 
 
@@ -236,7 +242,7 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     to_address: str = Field(sa_column=Column(String(254), nullable=False))
     subject: str = Field(sa_column=Column(String(200), nullable=False))
     text: str = Field(sa_column=Column(Text, nullable=False))
@@ -250,7 +256,7 @@ class OutboxMessage(SQLModel, table=True):
 
 Index(
     "ix_outbox_message_due",
-    OutboxMessage.__table__.c.next_attempt_at,  # type: ignore[attr-defined]
+    col(OutboxMessage.next_attempt_at),
 )
 
 
@@ -260,7 +266,7 @@ class DailyCount(SQLModel, table=True):
     __tablename__ = "daily_count"
     __table_args__ = (UniqueConstraint("letter_id", "day", "organization"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     day: str = Field(sa_column=Column(String(10), nullable=False))  # YYYY-MM-DD, UTC
     organization: str = Field(sa_column=Column(String(100), nullable=False))
@@ -285,7 +291,7 @@ class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
     __table_args__ = (UniqueConstraint("letter_id", "seq"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     seq: int = Field(sa_column=Column(Integer, nullable=False))  # 1, 2, 3... per letter
     kind: str = Field(sa_column=Column(String(20), nullable=False))
@@ -306,7 +312,7 @@ class ManageLink(SQLModel, table=True):
 
     __tablename__ = "manage_link"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
@@ -315,7 +321,7 @@ class ManageLink(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
-Index("ix_manage_link_expires_at", ManageLink.__table__.c.expires_at)  # type: ignore[attr-defined]
+Index("ix_manage_link_expires_at", col(ManageLink.expires_at))
 
 
 # --- Letter authors ----------------------------------------------------------------------
@@ -336,7 +342,7 @@ class Author(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))  # lower case
     name: str = Field(default="", sa_column=Column(String(100), nullable=False))
     is_admin: bool = False
@@ -354,7 +360,7 @@ class AuthorLink(SQLModel, table=True):
 
     __tablename__ = "author_link"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     author_id: int = Field(foreign_key="author.id", ondelete="CASCADE", index=True)
     nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
@@ -368,7 +374,7 @@ class AuthorSession(SQLModel, table=True):
 
     __tablename__ = "author_session"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     author_id: int = Field(foreign_key="author.id", ondelete="CASCADE", index=True)
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     method: str = Field(sa_column=Column(String(10), nullable=False))  # "link" or "oidc"
@@ -382,7 +388,7 @@ class LetterAuthor(SQLModel, table=True):
     __tablename__ = "letter_author"
     __table_args__ = (UniqueConstraint("letter_id", "author_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     author_id: int = Field(foreign_key="author.id", ondelete="CASCADE", index=True)
     role: str = Field(sa_column=Column(String(20), nullable=False))
@@ -395,7 +401,7 @@ class LetterVersion(SQLModel, table=True):
     __tablename__ = "letter_version"
     __table_args__ = (UniqueConstraint("letter_id", "number"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     number: int = Field(sa_column=Column(Integer, nullable=False))  # 1, 2, 3... per letter
     title: str = Field(sa_column=Column(String(200), nullable=False))
@@ -412,7 +418,7 @@ class AuditEntry(SQLModel, table=True):
 
     __tablename__ = "audit_entry"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", index=True)
     author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
     author_email: str = Field(sa_column=Column(String(254), nullable=False))
@@ -429,7 +435,7 @@ class BlockedSigner(SQLModel, table=True):
     __tablename__ = "blocked_signer"
     __table_args__ = (UniqueConstraint("letter_id", "email_hash"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
@@ -440,7 +446,7 @@ class Milestone(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("letter_id", "threshold"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     threshold: int = Field(sa_column=Column(Integer, nullable=False))
     reached_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.db import dialect_insert
+from letters.db import dialect_insert, table_of
 from letters.models import RateLimitHit
 
 
@@ -52,7 +52,7 @@ async def hit(session: AsyncSession, limits: list[Limit], window: int, now: date
     expires_at = datetime.fromtimestamp(window_start + window, tz=now.tzinfo) + timedelta(seconds=1)
     insert = dialect_insert(session)
     for limit in limits:
-        table = RateLimitHit.__table__  # type: ignore[attr-defined]
+        table = table_of(RateLimitHit)
         statement = (
             insert(table)
             .values(key=limit.key, window_start=window_start, hits=1, expires_at=expires_at)

@@ -132,11 +132,12 @@ async def request_link(
     if author is None or author.disabled_at is not None:
         await session.commit()
         return None
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         delete(AuthorLink).where(col(AuthorLink.expires_at) < now - timedelta(days=1))
     )
-    link = AuthorLink(author_id=author.id)
-    token = await links.issue(session, signer, links.AUTHOR, link, now, LINK_MAX_AGE)
+    _, token = await links.issue(
+        session, signer, links.AUTHOR, now, LINK_MAX_AGE, author_id=author.id
+    )
     url = f"{settings.base_url}/authors/sign-in/{token}"
     if next_path:
         url += "?next=" + quote(next_path)
@@ -195,21 +196,21 @@ async def start_session(
     """Record a new session for `author` and commit; returns the token for the cookie."""
     now = now or utcnow()
     token = secrets.token_urlsafe(32)
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         delete(AuthorSession).where(
             col(AuthorSession.author_id) == author.id, col(AuthorSession.expires_at) < now
         )
     )
     session.add(
         AuthorSession(
-            author_id=author.id,  # type: ignore[arg-type]
+            author_id=author.id,
             token_hash=_token_hash(token),
             method=method,
             created_at=now,
             expires_at=now + timedelta(days=SESSION_DAYS),
         )
     )
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(Author).where(col(Author.id) == author.id).values(last_sign_in_at=now)
     )
     await session.commit()
@@ -256,7 +257,7 @@ async def end_session(session: AsyncSession, signer: Signer, cookie: str | None)
     """Sign out this browser. Commits."""
     token = _token_from_cookie(signer, cookie)
     if token is not None:
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             delete(AuthorSession).where(col(AuthorSession.token_hash) == _token_hash(token))
         )
     await session.commit()
@@ -264,9 +265,7 @@ async def end_session(session: AsyncSession, signer: Signer, cookie: str | None)
 
 async def end_all_sessions(session: AsyncSession, author_id: int) -> None:
     """Sign an author out everywhere. Commits."""
-    await session.exec(  # type: ignore[call-overload]
-        delete(AuthorSession).where(col(AuthorSession.author_id) == author_id)
-    )
+    await session.exec(delete(AuthorSession).where(col(AuthorSession.author_id) == author_id))
     await session.commit()
 
 

@@ -67,7 +67,7 @@ async def invite(
     session.add(
         LetterAuthor(
             letter_id=letter.id,
-            author_id=invitee.id,  # type: ignore[arg-type]
+            author_id=invitee.id,
             role=AuthorRole.coauthor,
             created_at=now,
         )
@@ -111,7 +111,7 @@ async def remove(
         raise NotAllowed(gettext("This person is not an author of this letter."))
     if member[1].role == AuthorRole.owner:
         raise NotAllowed(gettext("The owner cannot be removed."))
-    await session.exec(delete(LetterAuthor).where(col(LetterAuthor.id) == member[1].id))  # type: ignore[call-overload]
+    await session.exec(delete(LetterAuthor).where(col(LetterAuthor.id) == member[1].id))
     detail = member[0].email + (" (left)" if leaving else "")
     await audit.record(
         session, letter_id, author, audit.Action.removed_author, detail=detail, now=now

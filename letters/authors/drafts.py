@@ -61,7 +61,7 @@ async def _slug_free(session: AsyncSession, slug: str, letter_id: int | None) ->
 
 
 async def _replace_domains(session: AsyncSession, letter_id: int, draft: LetterDraft) -> None:
-    await session.exec(delete(AllowedDomain).where(col(AllowedDomain.letter_id) == letter_id))  # type: ignore[call-overload]
+    await session.exec(delete(AllowedDomain).where(col(AllowedDomain.letter_id) == letter_id))
     for spec in draft.domains:
         session.add(
             AllowedDomain(
@@ -106,7 +106,7 @@ async def create_draft(
         await session.rollback()
         raise FormErrors({"slug": gettext(SLUG_TAKEN)}) from None
     assert letter.id is not None
-    session.add(LetterAuthor(letter_id=letter.id, author_id=author.id, role=AuthorRole.owner))  # type: ignore[arg-type]
+    session.add(LetterAuthor(letter_id=letter.id, author_id=author.id, role=AuthorRole.owner))
     await _replace_domains(session, letter.id, draft)
     await audit.record(session, letter.id, author, audit.Action.created, now=now)
     await _commit_or_slug_taken(session)
@@ -185,7 +185,7 @@ async def publish(
     if problems:
         await session.rollback()
         raise PublishRefused(problems)
-    changed = await session.exec(  # type: ignore[call-overload]
+    changed = await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.draft)
         .values(
@@ -223,7 +223,7 @@ async def close(
     """Stop new signatures; the letter and its counts stay public."""
     now = now or utcnow()
     letter = (await letter_for(session, author, slug)).letter
-    changed = await session.exec(  # type: ignore[call-overload]
+    changed = await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.published)
         .values(status=LetterStatus.closed, closed_at=now, updated_at=now)
@@ -231,7 +231,7 @@ async def close(
     if changed.rowcount != 1:
         await session.rollback()
         raise NotAllowed(gettext("Only a published letter can be closed."))
-    await audit.record(session, letter.id, author, audit.Action.closed, now=now)  # type: ignore[arg-type]
+    await audit.record(session, letter.id, author, audit.Action.closed, now=now)
     await session.commit()
     return letter
 
@@ -250,7 +250,7 @@ async def reopen(
                 "settings, then reopen."
             )
         )
-    changed = await session.exec(  # type: ignore[call-overload]
+    changed = await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.closed)
         .values(status=LetterStatus.published, closed_at=None, updated_at=now)
@@ -258,7 +258,7 @@ async def reopen(
     if changed.rowcount != 1:
         await session.rollback()
         raise NotAllowed(gettext("Only a closed letter can be reopened."))
-    await audit.record(session, letter.id, author, audit.Action.reopened, now=now)  # type: ignore[arg-type]
+    await audit.record(session, letter.id, author, audit.Action.reopened, now=now)
     await session.commit()
     return letter
 
@@ -323,7 +323,7 @@ async def change_settings(
 async def close_due(session: AsyncSession, now: datetime | None = None) -> list[str]:
     """Close the published letters whose closing date has come. Commits; returns their slugs."""
     now = now or utcnow()
-    closed = await session.exec(  # type: ignore[call-overload]
+    closed = await session.exec(
         update(Letter)
         .where(
             col(Letter.status) == LetterStatus.published,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,7 +60,7 @@ async def revise(
     old_moment = letter.revised_at or letter.published_at or letter.created_at
     # The row lock taken here orders concurrent revisions; the version number comes from it.
     number = (
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(Letter)
             .where(col(Letter.id) == letter.id, col(Letter.version) == previous)
             .values(
@@ -243,7 +242,7 @@ def _fold(lines: list[DiffLine]) -> list[DiffLine]:
     changed = [i for i, line in enumerate(lines) if line.kind != "same"]
     if not changed:
         return lines
-    keep = set()
+    keep: set[int] = set()
     for i in changed:
         keep.update(range(i - CONTEXT_LINES, i + CONTEXT_LINES + 1))
     folded: list[DiffLine] = []
@@ -259,7 +258,3 @@ def _fold(lines: list[DiffLine]) -> list[DiffLine]:
     if skipped:
         folded.append(DiffLine("skipped", count=skipped))
     return folded
-
-
-def pick(versions: Sequence[VersionSummary], number: int) -> VersionSummary | None:
-    return next((v for v in versions if v.number == number), None)

@@ -84,7 +84,7 @@ async def claim(
             await session.rollback()
             return []
         ids = [row.id for row in rows]
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(OutboxMessage)
             .where(col(OutboxMessage.id).in_(ids))
             .values(locked_until=now + LEASE)
@@ -99,7 +99,7 @@ async def send_now(
     """Send one queued message right away, unless another sender already has it."""
     now = utcnow()
     async with maker() as session:
-        claimed = await session.exec(  # type: ignore[call-overload]
+        claimed = await session.exec(
             update(OutboxMessage)
             .where(
                 col(OutboxMessage.id) == message_id,
@@ -144,10 +144,10 @@ async def _send_one(
         async with maker() as session:
             if attempts >= MAX_ATTEMPTS:
                 # Give up: the link inside has expired long ago, and the address must go.
-                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))  # type: ignore[call-overload]
+                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
                 logger.warning("gave up on outbox message %s: %s", row.id, error)
             else:
-                await session.exec(  # type: ignore[call-overload]
+                await session.exec(
                     update(OutboxMessage)
                     .where(col(OutboxMessage.id) == row.id)
                     .values(
@@ -161,6 +161,6 @@ async def _send_one(
             await session.commit()
         return DrainResult(failed=1)
     async with maker() as session:
-        await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))  # type: ignore[call-overload]
+        await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
         await session.commit()
     return DrainResult(sent=1)

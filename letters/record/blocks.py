@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.db import dialect_insert
+from letters.db import dialect_insert, table_of
 from letters.i18n import gettext
 from letters.models import BlockedSigner
 from letters.tokens import TokenError
@@ -35,8 +35,8 @@ async def is_blocked(session: AsyncSession, letter_id: int, email_hash: str) -> 
 
 async def block(session: AsyncSession, letter_id: int, email_hash: str, now: datetime) -> None:
     """Keep this person from confirming a signature of the letter again (caller's transaction)."""
-    blocked = BlockedSigner.__table__  # type: ignore[attr-defined]
-    await session.exec(  # type: ignore[call-overload]
+    blocked = table_of(BlockedSigner)
+    await session.exec(
         dialect_insert(session)(blocked)
         .values(letter_id=letter_id, email_hash=email_hash, created_at=now)
         .on_conflict_do_nothing(index_elements=[blocked.c.letter_id, blocked.c.email_hash])

@@ -18,7 +18,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.db import dialect_insert
+from letters.db import dialect_insert, table_of
 from letters.models import (
     DailyCount,
     LedgerKind,
@@ -47,7 +47,7 @@ async def count(
     Runs in the caller's transaction, which must also write the signature row (and the
     ledger entry) it counts. The daily counts record the net change on the day it happens.
     """
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter_id)
         .values(
@@ -58,8 +58,8 @@ async def count(
         )
     )
     insert = dialect_insert(session)
-    table = OrganizationCount.__table__  # type: ignore[attr-defined]
-    await session.exec(  # type: ignore[call-overload]
+    table = table_of(OrganizationCount)
+    await session.exec(
         insert(table)
         .values(letter_id=letter_id, organization=organization, count=delta)
         .on_conflict_do_update(
@@ -67,8 +67,8 @@ async def count(
             set_={"count": table.c.count + delta},
         )
     )
-    daily = DailyCount.__table__  # type: ignore[attr-defined]
-    await session.exec(  # type: ignore[call-overload]
+    daily = table_of(DailyCount)
+    await session.exec(
         insert(daily)
         .values(
             letter_id=letter_id, day=now.date().isoformat(), organization=organization, count=delta
@@ -104,7 +104,7 @@ async def show_as(
     if signature.show_name != show_name:
         shift = 1 if show_name else -1
     # updated_at moves even when only a name or title changed: caches key on it.
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(Letter)
         .where(col(Letter.id) == signature.letter_id)
         .values(
@@ -150,9 +150,7 @@ async def uncount(
     the row was already deleted. The caller holds the signature's row lock.
     """
     letter_id = signature.letter_id
-    deleted = await session.exec(  # type: ignore[call-overload]
-        delete(Signature).where(col(Signature.id) == signature.id)
-    )
+    deleted = await session.exec(delete(Signature).where(col(Signature.id) == signature.id))
     if deleted.rowcount != 1:
         raise SignatureGone
     await count(session, letter_id, signature.organization, signature.show_name, now, delta=-1)
@@ -168,7 +166,7 @@ async def uncount(
         commitment=signature.commitment,
         now=now,
     )
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         delete(PendingSignature).where(
             col(PendingSignature.letter_id) == letter_id,
             col(PendingSignature.email_hash) == signature.email_hash,

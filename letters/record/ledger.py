@@ -94,7 +94,7 @@ async def append(
     letter are numbered and chained one at a time, with no gaps and no forks.
     """
     seq, prev = (
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(Letter)
             .where(col(Letter.id) == letter_id)
             .values(ledger_length=col(Letter.ledger_length) + 1)
@@ -119,7 +119,7 @@ async def append(
     )
     entry.entry_hash = entry_hash(public_entry(entry))
     session.add(entry)
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(Letter).where(col(Letter.id) == letter_id).values(ledger_head=entry.entry_hash)
     )
     await session.flush()
@@ -136,9 +136,7 @@ async def redact_names(session: AsyncSession, letter_id: int, commitment: str | 
     )
     if commitment is not None:
         statement = statement.where(col(LedgerEntry.commitment) == commitment)
-    result = await session.exec(  # type: ignore[call-overload]
-        statement.values(name="", title="", name_salt="")
-    )
+    result = await session.exec(statement.values(name="", title="", name_salt=""))
     return int(result.rowcount or 0)
 
 

@@ -98,19 +98,22 @@ async def issue(
     session: AsyncSession,
     signer: Signer,
     kind: LinkKind[RowT],
-    row: RowT,
     now: datetime,
     max_age: int,
-) -> str:
-    """Add `row` with a fresh nonce and lifetime, in the caller's transaction; its token."""
+    **fields: Any,
+) -> tuple[RowT, str]:
+    """Add a link's row (`fields` plus a fresh nonce and its lifetime) in the caller's
+    transaction; the row and its token."""
     nonce = new_nonce()
-    row.nonce_hash = hash_nonce(nonce)
-    row.created_at = now
-    row.expires_at = now + timedelta(seconds=max_age)
+    row = kind.table(
+        **fields,
+        nonce_hash=hash_nonce(nonce),
+        created_at=now,
+        expires_at=now + timedelta(seconds=max_age),
+    )
     session.add(row)
     await session.flush()
-    assert row.id is not None
-    return make(signer, kind, row.id, nonce)
+    return row, make(signer, kind, row.id, nonce)
 
 
 async def find(
@@ -140,7 +143,7 @@ async def claim(session: AsyncSession, kind: LinkKind[RowT], row: RowT, now: dat
     Otherwise the transaction is rolled back and LinkUsed (or the expired error) raised.
     """
     table = kind.table
-    claimed = await session.exec(  # type: ignore[call-overload]
+    claimed = await session.exec(
         update(table)
         .where(
             col(table.id) == row.id,

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.db import dialect_insert
+from letters.db import dialect_insert, table_of
 from letters.mail import compose
 from letters.models import Letter, Milestone
 from letters.settings import Settings
@@ -43,9 +43,9 @@ async def check(
     reached_goal = goal is not None and verified == goal
     if not (reached_goal or is_round(verified)):
         return []
-    table = Milestone.__table__  # type: ignore[attr-defined]
+    table = table_of(Milestone)
     inserted = (
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             dialect_insert(session)(table)
             .values(letter_id=letter_id, threshold=verified, reached_at=now)
             .on_conflict_do_nothing(index_elements=[table.c.letter_id, table.c.threshold])

@@ -150,7 +150,7 @@ async def waiting_names(session: AsyncSession, letter: Letter) -> list[Waiting]:
             .order_by(col(Signature.organization), threshold)
         )
     ).all()
-    return [Waiting(organization, int(at), int(names)) for organization, at, names in rows]
+    return [Waiting(organization, int(at or 0), int(names)) for organization, at, names in rows]
 
 
 async def named_signatures(

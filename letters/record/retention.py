@@ -51,15 +51,11 @@ async def purge_expired(
     """Delete what has expired and erase names that are due; `maker` must open writers."""
     now = now or utcnow()
     async with maker() as session:
-        pending = await session.exec(  # type: ignore[call-overload]
+        pending = await session.exec(
             delete(PendingSignature).where(col(PendingSignature.expires_at) < now)
         )
-        links = await session.exec(  # type: ignore[call-overload]
-            delete(ManageLink).where(col(ManageLink.expires_at) < now)
-        )
-        limits = await session.exec(  # type: ignore[call-overload]
-            delete(RateLimitHit).where(col(RateLimitHit.expires_at) < now)
-        )
+        links = await session.exec(delete(ManageLink).where(col(ManageLink.expires_at) < now))
+        limits = await session.exec(delete(RateLimitHit).where(col(RateLimitHit.expires_at) < now))
         await session.commit()
     await _forget_sqlite_wal(maker)
     erased = [0, 0, 0]
@@ -115,7 +111,10 @@ async def _due_for_erasure(maker: async_sessionmaker[AsyncSession], now: datetim
     return [
         letter_id
         for letter_id, closed_at, days in candidates
-        if closed_at + timedelta(days=max(days, 0)) <= now
+        # Both are set: the query asked for them.
+        if closed_at is not None
+        and days is not None
+        and closed_at + timedelta(days=max(days, 0)) <= now
     ]
 
 
@@ -130,14 +129,14 @@ async def erase_names(
     signatures of the letter (which hold names as typed) are deleted; a closed letter
     cannot confirm them anyway.
     """
-    marked = await session.exec(  # type: ignore[call-overload]
+    marked = await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter_id, col(Letter.names_erased_at).is_(None))
         .values(names_erased_at=now, updated_at=now)
     )
     if marked.rowcount != 1:
         return None
-    rows = await session.exec(  # type: ignore[call-overload]
+    rows = await session.exec(
         update(Signature)
         .where(
             col(Signature.letter_id) == letter_id,
@@ -150,7 +149,5 @@ async def erase_names(
         .values(name="", title="", reveal_at=None)
     )
     entries = await ledger.redact_names(session, letter_id, None)
-    await session.exec(  # type: ignore[call-overload]
-        delete(PendingSignature).where(col(PendingSignature.letter_id) == letter_id)
-    )
+    await session.exec(delete(PendingSignature).where(col(PendingSignature.letter_id) == letter_id))
     return int(rows.rowcount or 0), entries

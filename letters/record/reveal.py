@@ -72,7 +72,7 @@ async def release(
         signature.reveal_at = None
         signature.updated_at = now
         session.add(signature)
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter_id)
         .values(

@@ -131,8 +131,15 @@ async def request_link(
     if signed is None:
         await session.rollback()
         return None
-    link = ManageLink(letter_id=letter.id, email_hash=email_hash)
-    token = await links.issue(session, signer, links.MANAGE, link, now, settings.link_max_age)
+    _, token = await links.issue(
+        session,
+        signer,
+        links.MANAGE,
+        now,
+        settings.link_max_age,
+        letter_id=letter.id,
+        email_hash=email_hash,
+    )
     outbox_id = await outbox.enqueue(session, compose(address.email, token), now)
     await session.commit()
     return LinkToSend(email=address.email, token=token, letter=letter, outbox_id=outbox_id)
@@ -216,7 +223,7 @@ async def apply(
         raise SignatureGone
     # Then the letter's row (see the module docstring), reading its status again.
     status = (
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(Letter)
             .where(col(Letter.id) == letter_id)
             .values(updated_at=now)

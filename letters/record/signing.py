@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.db import dialect_insert
+from letters.db import dialect_insert, table_of
 from letters.domains import match_domain, refusal_message
 from letters.forms import FieldError, SignatureInput
 from letters.mail import outbox
@@ -115,7 +115,12 @@ async def request_signature(
     # from one company or office, and holding their locks for the rest of this request
     # would make those signers queue behind each other (measured in bench/storm.py).
     await session.commit()
-    pending = PendingSignature(
+    _, token = await links.issue(
+        session,
+        signer,
+        links.SIGNER,
+        now,
+        settings.link_max_age,
         letter_id=letter.id,
         email_hash=email_hash,
         domain=form.address.domain,
@@ -125,7 +130,6 @@ async def request_signature(
         show_name=form.show_name,
         reveal_at=form.reveal_at,
     )
-    token = await links.issue(session, signer, links.SIGNER, pending, now, settings.link_max_age)
     outbox_id = None
     if compose is not None:
         outbox_id = await outbox.enqueue(session, compose(form.address.email, token), now)
@@ -176,10 +180,11 @@ async def confirm(
     await links.claim(session, links.SIGNER, pending, now)
 
     insert = dialect_insert(session)
-    signature_table = Signature.__table__  # type: ignore[attr-defined]
-    receipt = ledger.new_receipt()
+    signature_table = table_of(Signature)
+    new_receipt = ledger.new_receipt()
+    commitment = ledger.commitment(new_receipt)
     inserted = (
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             insert(signature_table)
             .values(
                 letter_id=pending.letter_id,
@@ -190,7 +195,7 @@ async def confirm(
                 title=pending.title,
                 show_name=pending.show_name,
                 reveal_at=None if pending.show_name else pending.reveal_at,
-                commitment=ledger.commitment(receipt),
+                commitment=commitment,
                 verified_at=now,
                 updated_at=now,
                 # The version of the text this signature confirms (read in this statement).
@@ -221,16 +226,15 @@ async def confirm(
             named=pending.show_name,
             name=pending.name,
             title=pending.title,
-            commitment=ledger.commitment(receipt),
+            commitment=commitment,
             now=now,
         )
         # Round counts and the goal email the authors, once each (letters.record.milestones).
         await milestones.check(session, pending.letter_id, settings, now)
-        outcome = "verified"
+        outcome, receipt = "verified", new_receipt
     else:
         await _update_existing(session, pending, now)
-        outcome = "updated"
-        receipt = None
+        outcome, receipt = "updated", None
     # Names waiting for this organization's count to reach their threshold: shown together.
     await reveal.release(session, pending.letter_id, pending.organization, now, pending.email_hash)
     await session.commit()

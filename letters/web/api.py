@@ -256,7 +256,8 @@ async def sign(request: Request) -> Response:
     except LetterNotFound:
         return not_found()
     except LetterClosed as closed:
-        forget_letter(request, closed.letter_id)
+        if closed.letter_id is not None:
+            forget_letter(request, closed.letter_id)
         return error(409, "letter_closed", "This letter has closed and no longer takes signatures.")
     except FieldError as problem:
         return error(422, problem.code, problem.message, problem.field)

@@ -135,7 +135,8 @@ async def sign(request: Request) -> Response:
                 compose=signing_email(settings_of(request)),
             )
     except LetterClosed as closed:
-        forget_letter(request, closed.letter_id)
+        if closed.letter_id is not None:
+            forget_letter(request, closed.letter_id)
         return await _letter_page_again(request, slug, 409, {}, {})
     except FieldError as error:
         return await _letter_page_again(request, slug, 422, data, {error.field: error.message})

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from letters.i18n import gettext
+from letters.models import LedgerKind
 from letters.record import ledger, snapshots
 from letters.record.public import LetterNotFound, LetterSnapshot
 from letters.web import cache
@@ -74,7 +75,7 @@ async def ledger_download(request: Request) -> Response:
                     letter.id,
                     position,
                     until,
-                    LEDGER_BATCH,  # type: ignore[arg-type]
+                    LEDGER_BATCH,
                 )
             if not batch:
                 return
@@ -174,7 +175,7 @@ async def receipt(request: Request) -> Response:
         context["error"] = gettext("Paste the receipt shown when you confirmed your signature.")
         return _render(request, context, 422)
     async with db_session(request) as session:
-        entries = await ledger.find_receipt(session, letter.id, text)  # type: ignore[arg-type]
+        entries = await ledger.find_receipt(session, letter.id, text)
     context["receipt"] = text.strip()
     if not entries:
         context["error"] = gettext(
@@ -183,7 +184,7 @@ async def receipt(request: Request) -> Response:
         )
         return _render(request, context, 404)
     context["entries"] = entries
-    context["counted"] = ledger.EFFECT[ledger.LedgerKind(entries[-1].kind)] >= 0
+    context["counted"] = ledger.EFFECT[LedgerKind(entries[-1].kind)] >= 0
     return _render(request, context)
 
 

@@ -17,7 +17,8 @@ from letters.i18n import N_, gettext, ngettext
 from letters.mail.compose import hours, manage_email
 from letters.ratelimit import RateLimited
 from letters.record import signer_control
-from letters.record.signer_control import Action, ManageView, NothingToChange, SignatureGone
+from letters.record.counting import SignatureGone
+from letters.record.signer_control import Action, ManageView, NothingToChange
 from letters.record.signing import LetterClosed
 from letters.tokens import LinkUsed, TokenError
 from letters.web.common import (

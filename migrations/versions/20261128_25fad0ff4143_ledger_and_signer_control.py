@@ -5,6 +5,8 @@ Revises: 4b3a171b43cc
 Create Date: 2026-11-28 21:31:44.590056
 """
 
+import hashlib
+import json
 import secrets
 from collections.abc import Sequence
 
@@ -77,14 +79,43 @@ def upgrade() -> None:
 
 
 
+def new_receipt() -> str:
+    return secrets.token_hex(16)
+
+
+def commitment(receipt: str) -> str:
+    return hashlib.sha256(("letters-receipt-v1:" + receipt.strip()).encode()).hexdigest()
+
+
+def name_digest(salt: str, name: str, title: str) -> str:
+    data = bytes.fromhex(salt) + json.dumps([name, title], ensure_ascii=False).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def entry_hash(entry: dict) -> str:
+    chained = {
+        'format': 'letters-ledger-v1',
+        'seq': entry['seq'],
+        'kind': entry['kind'],
+        'day': entry['day'],
+        'organization': entry['organization'],
+        'named': entry['named'],
+        'name_digest': entry['name_digest'],
+        'commitment': entry['commitment'],
+        'prev': entry['prev'],
+    }
+    canonical = json.dumps(chained, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def backfill_ledger() -> None:
     """Give signatures verified before the ledger existed a commitment and a "signed" entry.
 
     Their receipts were never shown to anyone, so nobody can claim those entries; the
-    counts still reconcile. Uses the v1 hash format, which never changes.
+    counts still reconcile. Uses the v1 hash format, which never changes; the functions
+    below are a frozen copy of letters.record.ledger's, so this migration keeps working
+    whatever the package becomes.
     """
-    from letters.record.ledger import commitment, entry_hash, name_digest, new_receipt
-
     connection = op.get_bind()
     signatures = connection.execute(
         sa.text(

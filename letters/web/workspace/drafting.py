@@ -26,9 +26,8 @@ from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.markdown import render_markdown
 from letters.models import Author, LetterStatus, LetterVersion, utcnow
-from letters.web.common import db_session, send_soon
+from letters.web.common import NO_STORE, db_session, send_soon
 from letters.web.workspace.session import (
-    NO_STORE,
     forget_letter,
     path_id,
     read_author_form,
@@ -147,7 +146,7 @@ async def edit(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)  # type: ignore[arg-type]
+        rules = await drafts.domains_of(session, access.letter.id)
     letter = access.letter
     if letter.status != LetterStatus.draft:
         target = "author_revise" if letter.status == LetterStatus.published else "author_letter"
@@ -171,7 +170,7 @@ async def overview(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)  # type: ignore[arg-type]
+        rules = await drafts.domains_of(session, access.letter.id)
         versions = await revisions.history(session, access.letter)
     return render(
         request,
@@ -194,7 +193,7 @@ async def preview(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)  # type: ignore[arg-type]
+        rules = await drafts.domains_of(session, access.letter.id)
     context = {"letter": access.letter, "domains": rules}
     return render(request, "authors/preview.html", context)
 
@@ -209,7 +208,7 @@ async def publish(request: Request, author: Author) -> Response:
     except drafts.PublishRefused as refused:
         async with db_session(request) as session:
             access = await letter_for(session, author, slug)
-            rules = await drafts.domains_of(session, access.letter.id)  # type: ignore[arg-type]
+            rules = await drafts.domains_of(session, access.letter.id)
         context = {
             "letter": access.letter,
             "access": access,
@@ -251,7 +250,7 @@ async def settings_page(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)  # type: ignore[arg-type]
+        rules = await drafts.domains_of(session, access.letter.id)
     letter = access.letter
     if letter.status == LetterStatus.draft:
         return RedirectResponse(request.app.url_path_for("author_edit", slug=slug), 303)
@@ -318,9 +317,9 @@ async def revise(request: Request, author: Author) -> Response:
     if form.get("action") == "preview":
         current = LetterVersion(
             letter_id=letter.id, number=letter.version, title=letter.title, body=letter.body
-        )  # type: ignore[arg-type]
+        )
         title, body = form.get("title", ""), clean_body(form.get("body"))
-        proposed = LetterVersion(letter_id=letter.id, number=0, title=title, body=body)  # type: ignore[arg-type]
+        proposed = LetterVersion(letter_id=letter.id, number=0, title=title, body=body)
         context["comparison"] = revisions.compare(current, proposed)
         context["preview"] = render_markdown(body)
         return render(request, "authors/revise.html", context)
@@ -366,7 +365,7 @@ async def authors_page(request: Request, author: Author) -> Response:
             errors, status = {error.field: error.message}, 422
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
-        people = await coauthors.authors_of(session, access.letter.id)  # type: ignore[arg-type]
+        people = await coauthors.authors_of(session, access.letter.id)
     context = {
         "letter": access.letter,
         "access": access,

@@ -16,10 +16,9 @@ from letters.i18n import gettext
 from letters.ratelimit import RateLimited
 from letters.tokens import LinkUsed, TokenError
 from letters.web import oidc
-from letters.web.common import client_host, db_session, send_soon, settings_of
+from letters.web.common import NO_STORE, client_host, db_session, send_soon, settings_of
 from letters.web.workspace.session import (
     COOKIE_PATH,
-    NO_STORE,
     SESSION_COOKIE,
     current_author,
     message,
@@ -125,7 +124,7 @@ async def sign_out(request: Request) -> Response:
     author = await current_author(request)
     async with db_session(request, write=True) as session:
         if author is not None and form.get("everywhere") == "1":
-            await accounts.end_all_sessions(session, author.id)  # type: ignore[arg-type]
+            await accounts.end_all_sessions(session, author.id)
         else:
             await accounts.end_session(session, request.app.state.signer, cookie)
     target = request.app.url_path_for("author_sign_in") + "?signed_out=1"

@@ -17,9 +17,8 @@ from letters.forms import FieldError
 from letters.i18n import N_, gettext
 from letters.models import Author, utcnow
 from letters.record.public import tally
-from letters.web.common import db_session
+from letters.web.common import NO_STORE, db_session
 from letters.web.workspace.session import (
-    NO_STORE,
     forget_letter,
     message,
     path_id,
@@ -30,7 +29,7 @@ from letters.web.workspace.session import (
 
 
 def _list_url(request: Request, slug: str, done: str) -> str:
-    return request.app.url_path_for("author_signatures", slug=slug) + f"?done={done}"
+    return str(request.app.url_path_for("author_signatures", slug=slug)) + f"?done={done}"
 
 
 @signed_in
@@ -51,7 +50,7 @@ async def signatures(request: Request, author: Author) -> Response:
         rows, next_id = await moderation.signatures(
             session, access.letter, before_id, named_only=named_only
         )
-        log = await audit.entries(session, access.letter.id, moderation_only=True, limit=20)  # type: ignore[arg-type]
+        log = await audit.entries(session, access.letter.id, moderation_only=True, limit=20)
     context = {
         "letter": access.letter,
         "rows": rows,
@@ -114,7 +113,7 @@ async def audit_log(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     async with db_session(request) as session:
         letter = (await letter_for(session, author, slug)).letter
-        entries = await audit.entries(session, letter.id)  # type: ignore[arg-type]
+        entries = await audit.entries(session, letter.id)
     context = {"letter": letter, "entries": entries, "labels": audit.LABELS}
     return render(request, "authors/audit.html", context)
 
