@@ -1,8 +1,7 @@
 """Author pages in a real browser: axe-core on each, and the whole path done with the keyboard.
 
-Like tests/browser, these drive the system's Chromium and are skipped without it. The
-browser is opened for this module only: while Playwright's sync API is open, its event
-loop counts as running in this thread.
+Like the other browser tests, these drive the system's Chromium (the package's `browser`
+fixture) and are skipped without it.
 """
 
 from __future__ import annotations
@@ -13,29 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from letters.authors.accounts import add_admin
-from tests.browser.conftest import PHONE, chromium_path
+from tests.browser.conftest import PHONE
 from tests.browser.helpers import assert_accessible, horizontal_overflow, tab_to
 from tests.conftest import Mailbox
 from tests.helpers import confirm_api, sign_api
 from tests.live import Server, http_client, running_server
 
 SLUG = "keyboard-letter"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = chromium_path()
-    if path is None:
-        pytest.skip("browser tests need Chromium (apt-get install chromium or LETTERS_CHROMIUM)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=path, headless=True, args=["--no-sandbox", "--headless=new"]
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
