@@ -80,6 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         forwarded_allow_ips=args.forwarded_allow_ips,
         log_config=uvicorn_log_config(),
         server_header=False,
+        # Uvicorn restarts a worker that is not ready within this many seconds; its default
+        # of 5 kills workers still importing on a busy or slow machine, over and over.
+        timeout_worker_healthcheck=30,
     )
 
 
