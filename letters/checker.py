@@ -7,6 +7,7 @@ address) or against files they downloaded earlier.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.error
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from letters.models import LedgerKind
 from letters.record import ledger, snapshots
 
 TIMEOUT = 60
@@ -96,6 +98,8 @@ class Report:
     key_id: str | None = None
     receipt_entries: list[int] = field(default_factory=list)
     receipt_counted: bool = False
+    # The `delivered` entry whose digest is the snapshot's SHA-256, if there is one.
+    delivered_at: int | None = None
 
 
 def check(sources: Sources, receipt: str | None = None) -> Report:
@@ -103,6 +107,7 @@ def check(sources: Sources, receipt: str | None = None) -> Report:
     payload: dict[str, Any] | None = None
     header: dict[str, Any] = {}
     checkpoint = None
+    token = ""
     if sources.snapshot:
         if not sources.jwks:
             raise SourceError("a snapshot needs the instance's public key (--jwks)")
@@ -124,6 +129,7 @@ def check(sources: Sources, receipt: str | None = None) -> Report:
     report = Report(recount=recount, snapshot=payload, key_id=header.get("kid"))
     if payload is not None:
         _compare(payload, recount)
+        report.delivered_at = _delivered_with(token, payload, recount)
     if receipt is not None:
         commit = ledger.commitment(receipt)
         report.receipt_entries = recount.history.get(commit, [])
@@ -173,9 +179,35 @@ def _compare(payload: dict[str, Any], recount: ledger.Recount) -> None:
             )
 
 
+def _delivered_with(token: str, payload: dict[str, Any], recount: ledger.Recount) -> int | None:
+    """The `delivered` entry that vouches for this snapshot (its digest is the snapshot's
+    SHA-256), if any. It must come right after the entries the snapshot signed."""
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    for seq, kind, _day, entry_digest in recount.events:
+        if kind == LedgerKind.delivered and entry_digest == digest:
+            if seq != payload["ledger"]["length"] + 1:
+                raise CheckFailed(
+                    f"entry {seq} delivered this snapshot, but the snapshot signed the "
+                    f"ledger's first {payload['ledger']['length']} entries, not {seq - 1}"
+                )
+            return seq
+    return None
+
+
+def _runs(runs: list[list[int]]) -> str:
+    """`[[1, 1, 40], [2, 41, 41]]` -> "v1 for entries 1-40, v2 for entry 41"."""
+    parts = []
+    for version, first, last in runs:
+        where = f"entry {first:,}" if first == last else f"entries {first:,}-{last:,}"
+        parts.append(f"v{version} for {where}")
+    return ", ".join(parts)
+
+
 def print_report(report: Report, out: TextIO) -> None:
     recount = report.recount
     print(f"Ledger OK: {recount.length:,} entries, head {recount.head}", file=out)
+    if recount.formats:
+        print(f"Formats: {_runs(recount.formats)}", file=out)
     print(
         f"Recounted: {recount.verified:,} verified signatures "
         f"({recount.named:,} named, {recount.hidden:,} hidden)",
@@ -194,6 +226,10 @@ def print_report(report: Report, out: TextIO) -> None:
             f"matching the ledger's first {length:,} entries",
             file=out,
         )
+    for seq, kind, day, digest in recount.events:
+        print(f"Entry {seq:,}: {kind} on {day}, snapshot SHA-256 {digest}", file=out)
+    if report.delivered_at is not None:
+        print(f"This snapshot is the one delivered with entry {report.delivered_at:,}", file=out)
     if report.receipt_entries:
         state = "is counted" if report.receipt_counted else "is no longer counted"
         entries = ", ".join(str(seq) for seq in report.receipt_entries)

@@ -238,7 +238,12 @@ class RateLimitHit(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """An email waiting to be sent. The row, and the address in it, is deleted once sent."""
+    """An email waiting to be sent. The row, and the address in it, is deleted once sent.
+
+    Most emails go from the site's neutral sender (MAIL_FROM). A letter's delivery goes on
+    the `delivery` channel: from its own sender and mail server (DELIVERY_FROM,
+    DELIVERY_SMTP_URL), with the authors' Reply-To and attachments.
+    """
 
     __tablename__ = "outbox_message"
 
@@ -252,6 +257,19 @@ class OutboxMessage(SQLModel, table=True):
     locked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     last_error: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    channel: str = Field(
+        default="site", sa_column=Column(String(10), nullable=False, server_default="site")
+    )
+    from_name: str = Field(
+        default="", sa_column=Column(String(100), nullable=False, server_default="")
+    )
+    reply_to: str = Field(
+        default="", sa_column=Column(String(254), nullable=False, server_default="")
+    )
+    # JSON: [{"filename", "media_type", "content"}], text attachments only.
+    attachments: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    # The delivery this email carries: marked sent (or failed) when the server answers.
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
 
 
 Index(
@@ -278,6 +296,7 @@ class LedgerKind(StrEnum):
     changed = "changed"  # named/hidden, name or title changed: +0
     withdrawn = "withdrawn"  # the signer withdrew: -1
     invalidated = "invalidated"  # the authors invalidated it (spam): -1
+    delivered = "delivered"  # the authors delivered the letter (format v2, with a digest): 0
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -305,6 +324,12 @@ class LedgerEntry(SQLModel, table=True):
     commitment: str = Field(sa_column=Column(String(64), nullable=False, index=True))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
     entry_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    # The entry's format (1 or 2) and, in format 2, the SHA-256 of a document it vouches
+    # for (a delivery's signed snapshot), "" for kinds that have none.
+    format_version: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default="1")
+    )
+    digest: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
 
 
 class ManageLink(SQLModel, table=True):
@@ -450,3 +475,61 @@ class Milestone(SQLModel, table=True):
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
     threshold: int = Field(sa_column=Column(Integer, nullable=False))
     reached_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+# --- The campaign: delivering a letter, and what came of it --------------------------------
+
+
+class DeliveryMethod(StrEnum):
+    email = "email"  # sent by the site, from the delivery sender, to an address the authors gave
+    other = "other"  # in person or by other means, recorded by the authors
+
+
+class Delivery(SQLModel, table=True):
+    """The authors delivered a letter: to whom, when, how and which version, with the count.
+
+    Recording it appends a `delivered` entry to the public ledger whose digest is the
+    SHA-256 of `snapshot`, the signed snapshot of the count at that moment (see
+    letters.record.delivery). Everything here is public but the address, the Reply-To and
+    who recorded it, which only the letter's authors see.
+    """
+
+    __table_args__ = (UniqueConstraint("letter_id", "ledger_seq"),)
+
+    id: int = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE")
+    recipient: str = Field(sa_column=Column(String(200), nullable=False))
+    method: str = Field(sa_column=Column(String(10), nullable=False))
+    delivered_on: str = Field(sa_column=Column(String(10), nullable=False))  # YYYY-MM-DD
+    letter_version: int = Field(sa_column=Column(Integer, nullable=False))
+    verified_count: int = Field(sa_column=Column(Integer, nullable=False))
+    ledger_seq: int = Field(sa_column=Column(Integer, nullable=False))
+    digest: str = Field(sa_column=Column(String(64), nullable=False))
+    snapshot: str = Field(sa_column=Column(Text, nullable=False))  # compact JWS
+    address: str = Field(default="", sa_column=Column(String(254), nullable=False))
+    sender_name: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    reply_to: str = Field(default="", sa_column=Column(String(254), nullable=False))
+    author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    sent_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    failed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class FollowUpKind(StrEnum):
+    reply = "reply"  # the recipient's answer
+    outcome = "outcome"  # what came of the letter later
+
+
+class FollowUp(SQLModel, table=True):
+    """A reply to a letter, or a later outcome, published by its authors."""
+
+    __tablename__ = "follow_up"
+
+    id: int = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", index=True)
+    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    happened_on: str = Field(sa_column=Column(String(10), nullable=False))  # YYYY-MM-DD
+    source: str = Field(default="", sa_column=Column(String(200), nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

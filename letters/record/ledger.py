@@ -12,7 +12,11 @@ and salt are blanked in every entry of that signature; the digest stays, so the 
 still verifies and the removed name cannot be recovered by guessing.
 
 Anyone can recompute the counts from the entries: `verify()` below does, and so does
-`letters verify-ledger`. The format is versioned; never change how v1 hashes.
+`letters verify-ledger`. The format is versioned per entry; never change how v1 hashes.
+Entries of the four original kinds are written in format v1. Kinds about the letter rather
+than a signature (`delivered`, and a later `launched`) are written in format v2, which
+chains one more field: `digest`, the SHA-256 of a document the entry vouches for (for a
+delivery, the signed snapshot delivered with it). See docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.models import GENESIS, LedgerEntry, LedgerKind, Letter
 
 FORMAT = "letters-ledger-v1"
+FORMAT_V2 = "letters-ledger-v2"
+FORMATS = {1: FORMAT, 2: FORMAT_V2}
 RECEIPT_PREFIX = "letters-receipt-v1:"
 # How many signatures each kind adds to the count.
 EFFECT = {
@@ -40,7 +46,18 @@ EFFECT = {
     LedgerKind.changed: 0,
     LedgerKind.withdrawn: -1,
     LedgerKind.invalidated: -1,
+    LedgerKind.delivered: 0,
 }
+# The kinds format v1 knows; an entry of any other kind is written in format v2.
+V1_KINDS = frozenset(
+    {LedgerKind.signed, LedgerKind.changed, LedgerKind.withdrawn, LedgerKind.invalidated}
+)
+# Kinds about the letter, not a signature: no organization, no name, and this commitment.
+LETTER_KINDS = frozenset({LedgerKind.delivered})
+NO_SIGNATURE = ""
+# Kinds whose entries carry the SHA-256 of a document (format v2 only).
+WITH_DIGEST = frozenset({LedgerKind.delivered})
+HEX64 = frozenset("0123456789abcdef")
 
 
 def new_receipt() -> str:
@@ -58,10 +75,23 @@ def name_digest(salt: str, name: str, title: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def version_of(entry: Mapping[str, Any]) -> int:
+    """An entry's format: `v` in its public JSON (entries without one are v1)."""
+    version = entry.get("v", 1)
+    if type(version) is not int or version not in FORMATS:
+        raise LedgerError(f"entry {entry.get('seq')}: unknown format version {version!r}")
+    return version
+
+
 def entry_hash(entry: Mapping[str, Any]) -> str:
-    """The hash of an entry: SHA-256 of its chained fields as canonical JSON."""
+    """The hash of an entry: SHA-256 of its chained fields as canonical JSON.
+
+    v1 chains format, seq, kind, day, organization, named, name_digest, commitment and
+    prev; v2 chains the same and `digest`.
+    """
+    version = version_of(entry)
     chained = {
-        "format": FORMAT,
+        "format": FORMATS[version],
         "seq": entry["seq"],
         "kind": entry["kind"],
         "day": entry["day"],
@@ -71,6 +101,8 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
         "commitment": entry["commitment"],
         "prev": entry["prev"],
     }
+    if version == 2:
+        chained["digest"] = entry["digest"]
     canonical = json.dumps(chained, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -86,8 +118,12 @@ async def append(
     title: str,
     commitment: str,
     now: datetime,
+    digest: str = "",
 ) -> LedgerEntry:
     """Append an entry, in the caller's transaction.
+
+    Entries of the v1 kinds are written in format v1; others in v2, with `digest` (the
+    hex SHA-256 of the document the entry vouches for, for kinds in WITH_DIGEST).
 
     The first statement updates the letter's row, which locks it until commit (PostgreSQL)
     or runs inside the database-wide write lock (SQLite, BEGIN IMMEDIATE): entries of one
@@ -116,6 +152,8 @@ async def append(
         commitment=commitment,
         prev_hash=prev,
         entry_hash="",
+        format_version=1 if kind in V1_KINDS else 2,
+        digest=digest,
     )
     entry.entry_hash = entry_hash(public_entry(entry))
     session.add(entry)
@@ -141,8 +179,9 @@ async def redact_names(session: AsyncSession, letter_id: int, commitment: str | 
 
 
 def public_entry(entry: LedgerEntry) -> dict[str, Any]:
-    """An entry as published (one line of the ledger download)."""
-    return {
+    """An entry as published (one line of the ledger download); v2 entries add `v` and
+    `digest`, v1 entries read exactly as before versions existed."""
+    published: dict[str, Any] = {
         "seq": entry.seq,
         "kind": entry.kind,
         "day": entry.day,
@@ -156,6 +195,10 @@ def public_entry(entry: LedgerEntry) -> dict[str, Any]:
         "prev": entry.prev_hash,
         "hash": entry.entry_hash,
     }
+    if entry.format_version != 1:
+        published["v"] = entry.format_version
+        published["digest"] = entry.digest
+    return published
 
 
 class LedgerError(Exception):
@@ -178,6 +221,10 @@ class Recount:
     # commitment -> the seq numbers of its entries
     history: dict[str, list[int]] = field(default_factory=dict)
     at_checkpoint: Recount | None = None
+    # Which format each entry uses, as runs: [version, first seq, last seq]
+    formats: list[list[int]] = field(default_factory=list)
+    # Entries about the letter itself (deliveries): (seq, kind, day, digest)
+    events: list[tuple[int, str, str, str]] = field(default_factory=list)
 
 
 def verify(entries: Iterable[Mapping[str, Any]], checkpoint: int | None = None) -> Recount:
@@ -191,24 +238,42 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoint: int | None = None) 
         result.at_checkpoint = _counted(result)
     for entry in entries:
         _check_entry(entry, result)
-        seq, kind, commit = entry["seq"], entry["kind"], entry["commitment"]
-        organization, named = entry["organization"], entry["named"]
-        counted = commit in result.active
-        if kind == LedgerKind.signed and counted:
-            raise LedgerError(f"entry {seq}: signature {commit[:12]}… is counted twice")
-        if kind != LedgerKind.signed and not counted:
-            raise LedgerError(f"entry {seq}: {kind} a signature that is not counted")
-        if counted and result.active[commit][0] != organization:
-            raise LedgerError(f"entry {seq}: the signature changed organization")
-        if EFFECT[LedgerKind(kind)] < 0:
-            del result.active[commit]
+        seq, kind = entry["seq"], entry["kind"]
+        _note_format(result, version_of(entry), seq)
+        if kind in LETTER_KINDS:
+            result.events.append((seq, kind, entry["day"], entry["digest"]))
         else:
-            result.active[commit] = (organization, named)
-        result.history.setdefault(commit, []).append(seq)
+            _count(entry, result)
         result.length, result.head = seq, entry["hash"]
         if seq == checkpoint:
             result.at_checkpoint = _counted(result)
     return _counted(result, into=result)
+
+
+def _count(entry: Mapping[str, Any], result: Recount) -> None:
+    """Apply an entry about a signature to the set of counted signatures."""
+    seq, kind, commit = entry["seq"], entry["kind"], entry["commitment"]
+    organization, named = entry["organization"], entry["named"]
+    counted = commit in result.active
+    if kind == LedgerKind.signed and counted:
+        raise LedgerError(f"entry {seq}: signature {commit[:12]}… is counted twice")
+    if kind != LedgerKind.signed and not counted:
+        raise LedgerError(f"entry {seq}: {kind} a signature that is not counted")
+    if counted and result.active[commit][0] != organization:
+        raise LedgerError(f"entry {seq}: the signature changed organization")
+    if EFFECT[LedgerKind(kind)] < 0:
+        del result.active[commit]
+    else:
+        result.active[commit] = (organization, named)
+    result.history.setdefault(commit, []).append(seq)
+
+
+def _note_format(result: Recount, version: int, seq: int) -> None:
+    runs = result.formats
+    if runs and runs[-1][0] == version and runs[-1][2] == seq - 1:
+        runs[-1][2] = seq
+    else:
+        runs.append([version, seq, seq])
 
 
 def _counted(state: Recount, into: Recount | None = None) -> Recount:
@@ -243,8 +308,16 @@ def _check_entry(entry: Mapping[str, Any], result: Recount) -> None:
     seq = entry["seq"]
     if seq != result.length + 1:
         raise LedgerError(f"entry {seq}: expected entry {result.length + 1} (missing or reordered)")
-    if entry["kind"] not in EFFECT:
-        raise LedgerError(f"entry {seq}: unknown kind {entry['kind']!r}")
+    version = version_of(entry)
+    kind = entry["kind"]
+    if kind not in EFFECT or (version == 1 and kind not in V1_KINDS):
+        raise LedgerError(f"entry {seq}: unknown kind {kind!r} in format v{version}")
+    if version == 2:
+        _check_digest(entry, seq, kind)
+    if kind in LETTER_KINDS and (
+        entry["organization"] or entry["named"] or entry["commitment"] != NO_SIGNATURE
+    ):
+        raise LedgerError(f"entry {seq}: a {kind} entry must name no signature or organization")
     if entry["prev"] != result.head:
         raise LedgerError(f"entry {seq}: does not follow entry {result.length} (chain broken)")
     if entry_hash(entry) != entry["hash"]:
@@ -263,6 +336,17 @@ def _check_entry(entry: Mapping[str, Any], result: Recount) -> None:
         if entry.get("name"):
             raise LedgerError(f"entry {seq}: a name is shown without its salt")
         result.redacted += 1
+
+
+def _check_digest(entry: Mapping[str, Any], seq: int, kind: str) -> None:
+    digest = entry.get("digest")
+    if type(digest) is not str:
+        raise LedgerError(f"entry {seq}: field 'digest' is missing or wrong")
+    if kind in WITH_DIGEST:
+        if len(digest) != 64 or not set(digest) <= HEX64:
+            raise LedgerError(f"entry {seq}: a {kind} entry needs a SHA-256 digest")
+    elif digest:
+        raise LedgerError(f"entry {seq}: a {kind} entry has no digest")
 
 
 async def read_entries(
