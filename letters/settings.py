@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         default=N_("Your requested link"), min_length=1, max_length=200
     )
     mail_in_app: bool = True
+    # A letter's delivery to its recipient goes from this other address (the authors choose
+    # the display name and Reply-To), through DELIVERY_SMTP_URL if set, else SMTP_URL.
+    delivery_from: str = ""
+    delivery_smtp_url: str = ""
     instance_path: Path = PROJECT_ROOT / "instance"
     link_max_age: int = Field(default=24 * 3600, gt=0)
     limit_window: int = Field(default=3600, gt=0)
@@ -105,12 +109,32 @@ class Settings(BaseSettings):
             raise ValueError("must be a single line")
         return value
 
-    @field_validator("smtp_url")
+    @field_validator("smtp_url", "delivery_smtp_url")
     @classmethod
     def _check_smtp(cls, value: str) -> str:
         if value:
             parse_smtp_url(value)
         return value
+
+    @field_validator("delivery_from")
+    @classmethod
+    def _check_delivery_from(cls, value: str) -> str:
+        if not value:
+            return value
+        address = parseaddr(value)[1]
+        if "@" not in address or any(char in value for char in "\r\n\x00"):
+            raise ValueError("DELIVERY_FROM must be an email address")
+        return address
+
+    @model_validator(mode="after")
+    def _check_senders(self) -> Settings:
+        site = (parseaddr(self.mail_from)[1] or self.mail_from).lower()
+        if self.delivery_from and self.delivery_from.lower() == site:
+            raise ValueError(
+                "DELIVERY_FROM must be another address than MAIL_FROM: deliveries must not "
+                "come from the sender of signing links"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_oidc(self) -> Settings:
@@ -152,6 +176,12 @@ class Settings(BaseSettings):
             return self.mail_from
         address = parseaddr(self.mail_from)[1] or self.mail_from
         return formataddr((self.mail_from_name, address)) if self.mail_from_name else address
+
+    @property
+    def delivery_smtp(self) -> SMTPConfig | None:
+        """Where deliveries go out: DELIVERY_SMTP_URL, else the site's SMTP_URL."""
+        url = self.delivery_smtp_url or self.smtp_url
+        return parse_smtp_url(url) if url else None
 
     @property
     def oidc_enabled(self) -> bool:

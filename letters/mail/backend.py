@@ -1,11 +1,19 @@
-"""How mail leaves: a message handed to an SMTP server, or printed to the console."""
+"""How mail leaves: a message handed to an SMTP server, or printed to the console.
+
+Two channels, never mixed. The site's own mail (signing and manage links, author sign-in,
+milestones) goes from MAIL_FROM through SMTP_URL. A letter's delivery to its recipient
+goes from DELIVERY_FROM, with the display name its authors chose, through
+DELIVERY_SMTP_URL (else SMTP_URL): the employer's mail logs then do not tie the neutral
+sender of signing links to the campaign, and a block on the delivery sender cannot block
+signing links. `Channels` routes each message by its channel.
+"""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formataddr, make_msgid, parseaddr
 from typing import Protocol, TextIO
 
 import aiosmtplib
@@ -17,12 +25,29 @@ class MailError(Exception):
     """The message could not be handed to the mail server."""
 
 
+SITE = "site"
+DELIVERY = "delivery"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    media_type: str  # "type/subtype"
+    content: str  # text attachments only
+
+
 @dataclass(frozen=True)
 class Message:
     to: str
     subject: str
     text: str
     html: str
+    channel: str = SITE
+    # Deliveries only: the display name the authors chose (the address is DELIVERY_FROM's),
+    # the authors' address for answers, and the files that go with the letter.
+    from_name: str = ""
+    reply_to: str = ""
+    attachments: tuple[Attachment, ...] = ()
 
 
 class MailBackend(Protocol):
@@ -30,13 +55,25 @@ class MailBackend(Protocol):
 
 
 def build_email(message: Message, mail_from: str) -> EmailMessage:
+    """The email as it leaves: from `mail_from` (with the message's display name, if any)."""
     email = EmailMessage()
-    email["From"] = mail_from
+    address = parseaddr(mail_from)[1] or mail_from
+    email["From"] = formataddr((message.from_name, address)) if message.from_name else mail_from
     email["To"] = message.to
+    if message.reply_to:
+        email["Reply-To"] = message.reply_to
     email["Subject"] = message.subject
-    email["Message-ID"] = make_msgid(domain=mail_from.rsplit("@", 1)[-1].strip(">") or None)
+    email["Message-ID"] = make_msgid(domain=address.rsplit("@", 1)[-1] or None)
     email.set_content(message.text)
     email.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.media_type.partition("/")
+        email.add_attachment(
+            attachment.content.encode(),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+        )
     return email
 
 
@@ -50,9 +87,12 @@ class ConsoleBackend:
     async def send(self, message: Message) -> None:
         stream = self.stream or sys.stdout
         rule = "-" * 72
+        email = build_email(message, self.mail_from)
+        extra = f"Reply-To: {message.reply_to}\n" if message.reply_to else ""
+        files = "".join(f"[attached: {a.filename}]\n" for a in message.attachments)
         stream.write(
-            f"\n{rule}\nFrom: {self.mail_from}\nTo: {message.to}\n"
-            f"Subject: {message.subject}\n\n{message.text}\n{rule}\n"
+            f"\n{rule}\nFrom: {email['From']}\nTo: {message.to}\n{extra}"
+            f"Subject: {message.subject}\n\n{message.text}\n{files}{rule}\n"
         )
         stream.flush()
 
@@ -80,8 +120,29 @@ class SMTPBackend:
             raise MailError(f"{type(error).__name__} from {config.host}:{config.port}") from None
 
 
+class Channels:
+    """Sends each message through its channel's backend; a delivery never goes out through
+    the site's, nor site mail through the delivery's."""
+
+    def __init__(self, site: MailBackend, delivery: MailBackend | None) -> None:
+        self.site = site
+        self.delivery = delivery
+
+    async def send(self, message: Message) -> None:
+        if message.channel == SITE:
+            await self.site.send(message)
+        elif message.channel == DELIVERY and self.delivery is not None:
+            await self.delivery.send(message)
+        else:
+            raise MailError(f"no sender is set up for {message.channel!r} mail (DELIVERY_FROM)")
+
+
+def _one(smtp: SMTPConfig | None, mail_from: str) -> MailBackend:
+    return ConsoleBackend(mail_from) if smtp is None else SMTPBackend(smtp, mail_from)
+
+
 def make_backend(settings: Settings) -> MailBackend:
-    smtp = settings.smtp
-    if smtp is None:
-        return ConsoleBackend(settings.sender)
-    return SMTPBackend(smtp, settings.sender)
+    delivery = None
+    if settings.delivery_from:
+        delivery = _one(settings.delivery_smtp, settings.delivery_from)
+    return Channels(_one(settings.smtp, settings.sender), delivery)

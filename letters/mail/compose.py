@@ -1,4 +1,5 @@
-"""Every email the site writes, from `templates/email/signers/` and `templates/email/authors/`.
+"""Every email the site writes, from `templates/email/signers/`, `templates/email/authors/`
+and `templates/email/recipients/` (a letter delivered to its recipient).
 
 One template environment for all of them. Emails are written in the current language
 (letters.i18n): that of the request that asks for them, except those to a letter's
@@ -10,6 +11,7 @@ Host cannot redirect them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -19,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters import i18n
 from letters.mail import outbox
-from letters.mail.backend import Message
+from letters.mail.backend import DELIVERY, Attachment, Message
 from letters.models import Author, LetterAuthor
 from letters.settings import PROJECT_ROOT, Settings
 
@@ -85,6 +87,25 @@ def manage_email(settings: Settings) -> Compose:
         return render("signers/manage_signature", address, context, subject)
 
     return compose
+
+
+def delivery_email(
+    to: str,
+    from_name: str,
+    reply_to: str,
+    context: dict[str, Any],
+    attachments: tuple[Attachment, ...],
+) -> Message:
+    """The letter as delivered to its recipient, on the delivery channel: from the display
+    name the authors chose at DELIVERY_FROM, answers going to the authors."""
+    message = render("recipients/letter", to, context)
+    return replace(
+        message,
+        channel=DELIVERY,
+        from_name=from_name,
+        reply_to=reply_to,
+        attachments=attachments,
+    )
 
 
 async def letter_authors(session: AsyncSession, letter_id: int) -> list[Author]:

@@ -12,8 +12,9 @@ message is tried again.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
@@ -21,8 +22,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.mail.backend import MailBackend, MailError, Message
-from letters.models import OutboxMessage, utcnow
+from letters.mail.backend import Attachment, MailBackend, MailError, Message
+from letters.models import Delivery, Letter, OutboxMessage, utcnow
 
 logger = logging.getLogger("letters.mail.outbox")
 
@@ -36,8 +37,17 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 1800))
 
 
-async def enqueue(session: AsyncSession, message: Message, now: datetime | None = None) -> int:
-    """Add a message to the caller's transaction (it can go once that commits); its id."""
+async def enqueue(
+    session: AsyncSession,
+    message: Message,
+    now: datetime | None = None,
+    delivery_id: int | None = None,
+) -> int:
+    """Add a message to the caller's transaction (it can go once that commits); its id.
+
+    With `delivery_id`, the delivery it carries is marked sent (or failed) when the mail
+    server accepts (or, after every try, refuses) it.
+    """
     now = now or utcnow()
     row = OutboxMessage(
         to_address=message.to,
@@ -46,6 +56,13 @@ async def enqueue(session: AsyncSession, message: Message, now: datetime | None 
         html=message.html,
         created_at=now,
         next_attempt_at=now,
+        channel=message.channel,
+        from_name=message.from_name,
+        reply_to=message.reply_to,
+        attachments=json.dumps([asdict(a) for a in message.attachments])
+        if message.attachments
+        else "",
+        delivery_id=delivery_id,
     )
     session.add(row)
     await session.flush()
@@ -136,15 +153,15 @@ async def drain(
 async def _send_one(
     maker: async_sessionmaker[AsyncSession], backend: MailBackend, row: OutboxMessage
 ) -> DrainResult:
-    message = Message(to=row.to_address, subject=row.subject, text=row.text, html=row.html)
     try:
-        await backend.send(message)
+        await backend.send(message_of(row))
     except MailError as error:
         attempts = row.attempts + 1
         async with maker() as session:
             if attempts >= MAX_ATTEMPTS:
                 # Give up: the link inside has expired long ago, and the address must go.
                 await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
+                await _mark_delivery(session, row.delivery_id, failed_at=utcnow())
                 logger.warning("gave up on outbox message %s: %s", row.id, error)
             else:
                 await session.exec(
@@ -162,5 +179,41 @@ async def _send_one(
         return DrainResult(failed=1)
     async with maker() as session:
         await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
+        await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
         await session.commit()
     return DrainResult(sent=1)
+
+
+def message_of(row: OutboxMessage) -> Message:
+    attachments = tuple(Attachment(**item) for item in json.loads(row.attachments or "[]"))
+    return Message(
+        to=row.to_address,
+        subject=row.subject,
+        text=row.text,
+        html=row.html,
+        channel=row.channel,
+        from_name=row.from_name,
+        reply_to=row.reply_to,
+        attachments=attachments,
+    )
+
+
+async def _mark_delivery(
+    session: AsyncSession, delivery_id: int | None, **moment: datetime
+) -> None:
+    """Say on the delivery that its email was accepted (sent_at) or given up (failed_at),
+    and move its letter's `updated_at`, so that pages showing the delivery are redrawn."""
+    if delivery_id is None:
+        return
+    letter_id = (
+        await session.exec(
+            update(Delivery)
+            .where(col(Delivery.id) == delivery_id)
+            .values(moment)
+            .returning(col(Delivery.letter_id))
+        )
+    ).scalar_one_or_none()
+    if letter_id is not None:
+        await session.exec(
+            update(Letter).where(col(Letter.id) == letter_id).values(updated_at=utcnow())
+        )

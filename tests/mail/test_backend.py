@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from letters.mail.backend import ConsoleBackend, Message, make_backend
+from letters.mail.backend import Channels, ConsoleBackend, Message, make_backend
 from letters.mail.compose import render
 from tests.conftest import make_settings
 
@@ -20,7 +20,9 @@ def test_console_backend_prints_the_message():
 
 def test_without_smtp_url_the_console_backend_is_used(tmp_path):
     settings = make_settings("sqlite:///x.db", smtp_url="", instance_path=tmp_path)
-    assert isinstance(make_backend(settings), ConsoleBackend)
+    backend = make_backend(settings)
+    assert isinstance(backend, Channels) and isinstance(backend.site, ConsoleBackend)
+    assert backend.delivery is None  # no DELIVERY_FROM: nothing can be delivered by email
 
 
 def test_the_signing_email_is_short_plain_and_neutral():
