@@ -21,12 +21,14 @@ from letters.web import (
     api,
     errors,
     fastpath,
+    feeds,
     health,
     history,
     language,
     pages,
     press,
     proof,
+    share,
     signer,
     verify,
 )
@@ -38,7 +40,7 @@ from letters.web.oidc import oidc_client, oidc_state_middleware
 from letters.web.openapi import openapi
 from letters.web.routing import RouteIndex
 from letters.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
-from letters.web.workspace import drafting, home, sign_in, signatures
+from letters.web.workspace import campaign, drafting, home, sign_in, signatures
 
 
 def make_routes() -> list[BaseRoute]:
@@ -49,10 +51,13 @@ def make_routes() -> list[BaseRoute]:
         *verify.routes,
         *signer.routes,
         *history.routes,
+        *feeds.routes,
+        *share.routes,
         *home.routes,
         *sign_in.routes,
         *drafting.routes,
         *signatures.routes,
+        *campaign.routes,
         Route("/api/openapi.json", openapi, name="openapi"),
         *api.routes,
         *health.routes,
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     )
     templates = make_templates()
     templates.env.globals["path_for"] = app.url_path_for
+    templates.env.globals["event_title"] = feeds.event_title
     app.state.settings = settings
     app.state.cache = cache
     app.state.templates = templates

@@ -25,6 +25,9 @@ class Action(StrEnum):
     removed_author = "removed_author"
     hid_name = "hid_name"
     invalidated = "invalidated"
+    delivered = "delivered"
+    reply = "reply"
+    outcome = "outcome"
 
 
 LABELS = {
@@ -39,6 +42,9 @@ LABELS = {
     Action.removed_author: N_("Removed a co-author"),
     Action.hid_name: N_("Hid a signer's name"),
     Action.invalidated: N_("Invalidated a signature"),
+    Action.delivered: N_("Delivered the letter"),
+    Action.reply: N_("Published the recipient's reply"),
+    Action.outcome: N_("Published an outcome"),
 }
 
 MODERATION = (Action.hid_name, Action.invalidated)

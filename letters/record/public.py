@@ -17,6 +17,9 @@ from letters.models import (
     SLUG_PATTERN,
     AllowedDomain,
     DailyCount,
+    Delivery,
+    DeliveryMethod,
+    FollowUp,
     Letter,
     LetterStatus,
     OrganizationCount,
@@ -50,6 +53,32 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class PublicDelivery:
+    """A delivery as the public sees it: never the address or who recorded it."""
+
+    recipient: str
+    method: str  # DeliveryMethod
+    delivered_on: str  # YYYY-MM-DD
+    version: int
+    verified_count: int
+    ledger_seq: int
+    digest: str
+    recorded_at: datetime
+    # By email: "sending" until the mail server accepts it, then "sent" (or "failed").
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class PublicFollowUp:
+    kind: str  # FollowUpKind
+    happened_on: str  # YYYY-MM-DD
+    source: str
+    text: str  # Markdown
+    recorded_at: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True)
 class LetterSnapshot:
     """Everything a public page shows of a letter, read together and shared read-only."""
 
@@ -60,6 +89,9 @@ class LetterSnapshot:
     domains: Sequence[AllowedDomain]
     # Verified signatures per version of the text, newest first (empty for one version).
     per_version: list[tuple[int, int]] = field(default_factory=list)
+    # Deliveries, and replies and outcomes, oldest first.
+    deliveries: Sequence[PublicDelivery] = ()
+    follow_ups: Sequence[PublicFollowUp] = ()
 
 
 async def load_snapshot(session: AsyncSession, slug: str, names: int) -> LetterSnapshot:
@@ -68,7 +100,66 @@ async def load_snapshot(session: AsyncSession, slug: str, names: int) -> LetterS
     first_names, next_id = await named_signatures(session, letter, None, names)
     domains = await allowed_domains(session, letter)
     per_version = await signed_per_version(session, letter) if letter.version > 1 else []
-    return LetterSnapshot(letter, counts, first_names, next_id is not None, domains, per_version)
+    return LetterSnapshot(
+        letter,
+        counts,
+        first_names,
+        next_id is not None,
+        domains,
+        per_version,
+        await deliveries(session, letter),
+        await follow_ups(session, letter),
+    )
+
+
+def _state(row: Delivery) -> str:
+    if row.method != DeliveryMethod.email:
+        return ""
+    if row.failed_at is not None:
+        return "failed"
+    return "sent" if row.sent_at is not None else "sending"
+
+
+async def deliveries(session: AsyncSession, letter: Letter) -> list[PublicDelivery]:
+    """The letter's deliveries, oldest first, with only what is public."""
+    rows = await session.exec(
+        select(Delivery).where(Delivery.letter_id == letter.id).order_by(col(Delivery.id))
+    )
+    return [
+        PublicDelivery(
+            recipient=row.recipient,
+            method=row.method,
+            delivered_on=row.delivered_on,
+            version=row.letter_version,
+            verified_count=row.verified_count,
+            ledger_seq=row.ledger_seq,
+            digest=row.digest,
+            recorded_at=row.created_at,
+            state=_state(row),
+        )
+        for row in rows.all()
+    ]
+
+
+async def delivered_snapshot(session: AsyncSession, letter: Letter, seq: int) -> str | None:
+    """The signed snapshot delivered with ledger entry `seq`, as it was attached."""
+    statement = select(Delivery.snapshot).where(
+        Delivery.letter_id == letter.id, Delivery.ledger_seq == seq
+    )
+    return (await session.exec(statement)).first()
+
+
+async def follow_ups(session: AsyncSession, letter: Letter) -> list[PublicFollowUp]:
+    """Replies and outcomes the authors published, in the order they happened."""
+    rows = await session.exec(
+        select(FollowUp)
+        .where(FollowUp.letter_id == letter.id)
+        .order_by(col(FollowUp.happened_on), col(FollowUp.id))
+    )
+    return [
+        PublicFollowUp(row.kind, row.happened_on, row.source, row.text, row.created_at, row.id)
+        for row in rows.all()
+    ]
 
 
 async def signed_per_version(session: AsyncSession, letter: Letter) -> list[tuple[int, int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +19,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
+
+from letters.models import Letter
+from letters.record.public import Tally
 
 ALGORITHM = "ES256"
 TYPE = "letters-snapshot+jwt"
@@ -55,6 +59,28 @@ def sign(key: ECKey, payload: dict[str, Any]) -> str:
 
 def issued_now() -> int:
     return int(time.time())
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def payload(base_url: str, letter: Letter, counts: Tally) -> dict[str, Any]:
+    """What a snapshot signs: a letter's counts and its ledger's length and head, now."""
+    return {
+        "iss": base_url,
+        "iat": issued_now(),
+        "sub": f"{base_url}/letters/{letter.slug}",
+        "letter": letter.slug,
+        "title": letter.title,
+        "status": letter.status,
+        "verified_count": counts.verified,
+        "named_count": counts.named,
+        "hidden_count": counts.hidden,
+        "organizations": [{"name": name, "count": count} for name, count in counts.organizations],
+        "as_of": iso(counts.updated_at),
+        "ledger": {"length": letter.ledger_length, "head": letter.ledger_head},
+    }
 
 
 class SnapshotError(Exception):

@@ -161,6 +161,53 @@ async def letter_detail(request: Request) -> Response:
     return await cached_json(request, key, build, [cache.letter_tag(snapshot.letter.id)])
 
 
+def deliveries_json(request: Request, snapshot: LetterSnapshot) -> dict[str, Any]:
+    """The letter's deliveries and what came of them, oldest first."""
+    slug = snapshot.letter.slug
+    base = settings_of(request).base_url
+    return {
+        "deliveries": [
+            {
+                "recipient": item.recipient,
+                "method": item.method,
+                "delivered_on": item.delivered_on,
+                "version": item.version,
+                "verified_count": item.verified_count,
+                "recorded_at": iso(item.recorded_at),
+                "state": item.state or None,
+                "ledger_seq": item.ledger_seq,
+                "digest": item.digest,
+                "snapshot_url": f"{base}/api/letters/{slug}/deliveries/{item.ledger_seq}/snapshot",
+            }
+            for item in snapshot.deliveries
+        ],
+        "follow_ups": [
+            {
+                "kind": item.kind,
+                "date": item.happened_on,
+                "source": item.source or None,
+                "text": item.text,
+                "recorded_at": iso(item.recorded_at),
+            }
+            for item in snapshot.follow_ups
+        ],
+    }
+
+
+async def deliveries(request: Request) -> Response:
+    slug = request.path_params["slug"]
+    try:
+        snapshot = await letter_snapshot(request, slug)
+    except LetterNotFound:
+        return not_found()
+
+    async def build() -> dict[str, Any]:
+        return deliveries_json(request, snapshot)
+
+    key = cache.key("api-deliveries", slug, *version(snapshot))
+    return await cached_json(request, key, build, [cache.letter_tag(snapshot.letter.id)])
+
+
 async def events(request: Request) -> Response:
     """Server-Sent Events: the letter's JSON again each time its counts change.
 
@@ -305,6 +352,7 @@ routes = [
     Route("/api/letters", list_letters, name="api_letters"),
     Route("/api/letters/{slug}", letter_detail, name="api_letter"),
     Route("/api/letters/{slug}/events", events, name="api_events"),
+    Route("/api/letters/{slug}/deliveries", deliveries, name="api_deliveries"),
     Route(
         "/api/letters/{slug}/signatures", signatures, methods=["GET", "POST"], name="api_signatures"
     ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -84,6 +85,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.globals["return_path"] = return_path
     templates.env.filters["markdown"] = render_markdown
     templates.env.filters["excerpt"] = excerpt
+    templates.env.filters["iso_day"] = date.fromisoformat
     return templates
 
 

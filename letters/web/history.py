@@ -1,5 +1,6 @@
-"""Public pages of a letter's versions: the history with how many signed each version, every
-version's text, and the differences between any two. Readable without JavaScript."""
+"""Public pages of a letter's versions: the history with how many signed each version and
+everything that happened to the letter (deliveries, replies, outcomes…), every version's
+text, and the differences between any two. Readable without JavaScript."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.routing import Route
 
 from letters import i18n
 from letters.authors import revisions
+from letters.record.timeline import letter_events
 from letters.web import cache
 from letters.web.common import cached, conditional, db_session, etag_for, letter_snapshot, version
 
@@ -28,7 +30,15 @@ async def history(request: Request) -> Response:
     async def load() -> tuple[bytes, str]:
         async with db_session(request) as session:
             versions = await revisions.history(session, snapshot.letter)
-        context = {"letter": snapshot.letter, "versions": versions, "tally": snapshot.tally}
+            events = await letter_events(
+                session, snapshot.letter, snapshot.deliveries, snapshot.follow_ups
+            )
+        context = {
+            "letter": snapshot.letter,
+            "versions": versions,
+            "tally": snapshot.tally,
+            "events": events,
+        }
         context["here"] = request.app.url_path_for("history", slug=slug)
         return _page(request, "letters/history.html", context)
 

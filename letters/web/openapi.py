@@ -118,9 +118,11 @@ SCHEMAS: dict[str, Any] = {
     "LedgerEntry": {
         "type": "object",
         "description": "One line of the ledger download. `hash` is SHA-256 of the canonical JSON "
-        "of format, seq, kind, day, organization, named, name_digest, commitment and prev "
-        "(see docs/ledger.md). `commitment` is SHA-256 of 'letters-receipt-v1:' + the "
-        "signer's receipt. `name`, `title` and `name_salt` are null when hidden or removed.",
+        "of format, seq, kind, day, organization, named, name_digest, commitment and prev, "
+        "and in format v2 (entries with `v`: 2) also `digest` (see docs/ledger.md). "
+        "`commitment` is SHA-256 of 'letters-receipt-v1:' + the signer's receipt ('' for a "
+        "`delivered` entry, which names no signature). `name`, `title` and `name_salt` are "
+        "null when hidden or removed.",
         "required": [
             "seq",
             "kind",
@@ -137,7 +139,7 @@ SCHEMAS: dict[str, Any] = {
         ],
         "properties": {
             "seq": {"type": "integer", "minimum": 1},
-            "kind": {"enum": ["signed", "changed", "withdrawn", "invalidated"]},
+            "kind": {"enum": ["signed", "changed", "withdrawn", "invalidated", "delivered"]},
             "day": {"type": "string", "format": "date"},
             "organization": {"type": "string"},
             "named": {"type": "boolean"},
@@ -148,6 +150,75 @@ SCHEMAS: dict[str, Any] = {
             "commitment": {"type": "string"},
             "prev": {"type": "string"},
             "hash": {"type": "string"},
+            "v": {
+                "const": 2,
+                "description": "Format v2 only; entries without `v` are format v1.",
+            },
+            "digest": {
+                "type": "string",
+                "description": "Format v2 only: for `delivered`, the SHA-256 (hex) of the "
+                "signed snapshot delivered (see /api/letters/{slug}/deliveries); else ''.",
+            },
+        },
+    },
+    "Deliveries": {
+        "type": "object",
+        "required": ["deliveries", "follow_ups"],
+        "properties": {
+            "deliveries": {
+                "type": "array",
+                "description": "Oldest first.",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "recipient",
+                        "method",
+                        "delivered_on",
+                        "version",
+                        "verified_count",
+                        "recorded_at",
+                        "state",
+                        "ledger_seq",
+                        "digest",
+                        "snapshot_url",
+                    ],
+                    "properties": {
+                        "recipient": {"type": "string"},
+                        "method": {
+                            "enum": ["email", "other"],
+                            "description": "email: sent by this site; other: in person or "
+                            "by other means, as recorded by the authors",
+                        },
+                        "delivered_on": {"type": "string", "format": "date"},
+                        "version": {"type": "integer", "minimum": 1},
+                        "verified_count": {"type": "integer", "minimum": 0},
+                        "recorded_at": {"type": "string", "format": "date-time"},
+                        "state": {
+                            "enum": ["sending", "sent", "failed", None],
+                            "description": "By email: whether the recipient's mail server "
+                            "accepted it; null otherwise",
+                        },
+                        "ledger_seq": {"type": "integer", "minimum": 1},
+                        "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "snapshot_url": {"type": "string", "format": "uri"},
+                    },
+                },
+            },
+            "follow_ups": {
+                "type": "array",
+                "description": "The recipient's replies and later outcomes, in date order.",
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "date", "source", "text", "recorded_at"],
+                    "properties": {
+                        "kind": {"enum": ["reply", "outcome"]},
+                        "date": {"type": "string", "format": "date"},
+                        "source": {"type": ["string", "null"]},
+                        "text": {"type": "string", "description": "Markdown"},
+                        "recorded_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
         },
     },
     "Signatures": {
@@ -334,6 +405,39 @@ PATHS: dict[str, Any] = {
                     "content": {"application/jose": {"schema": {"type": "string"}}},
                 },
                 "404": _error("No published letter has this slug"),
+            },
+        }
+    },
+    "/api/letters/{slug}/deliveries": {
+        "get": {
+            "summary": "Deliveries of the letter, and the replies and outcomes its authors "
+            "published",
+            "parameters": [SLUG],
+            "responses": {
+                "200": _ok("Deliveries and follow-ups", "Deliveries"),
+                "404": _error("No published letter has this slug"),
+            },
+        }
+    },
+    "/api/letters/{slug}/deliveries/{seq}/snapshot": {
+        "get": {
+            "summary": "The signed snapshot delivered with ledger entry `seq`, as attached to "
+            "the delivery; that entry's `digest` is its SHA-256",
+            "parameters": [
+                SLUG,
+                {
+                    "name": "seq",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "A compact JWS, like /api/letters/{slug}/snapshot",
+                    "content": {"application/jose": {"schema": {"type": "string"}}},
+                },
+                "404": _error("No such letter, or no delivery with this entry"),
             },
         }
     },

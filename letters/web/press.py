@@ -100,6 +100,8 @@ async def tally_page(request: Request) -> Response:
                 ),
             ),
             "days": list(zip(per_day, cumulative(per_day), strict=True)),
+            "deliveries": snapshot.deliveries,
+            "follow_ups": snapshot.follow_ups,
             "site_url": settings_of(request).base_url,
             "here": request.app.url_path_for("tally", slug=slug),
         }

@@ -15,8 +15,9 @@ from letters.i18n import gettext
 from letters.models import LedgerKind
 from letters.record import ledger, snapshots
 from letters.record.public import LetterNotFound, LetterSnapshot
+from letters.record.public import delivered_snapshot as delivered_snapshot_of
 from letters.web import cache
-from letters.web.api import error, iso, letter_url, not_found
+from letters.web.api import error, iso, not_found
 from letters.web.common import (
     cached,
     conditional,
@@ -89,22 +90,7 @@ async def ledger_download(request: Request) -> Response:
 
 
 def snapshot_payload(request: Request, snapshot: LetterSnapshot) -> dict[str, Any]:
-    letter, counts = snapshot.letter, snapshot.tally
-    settings = settings_of(request)
-    return {
-        "iss": settings.base_url,
-        "iat": snapshots.issued_now(),
-        "sub": letter_url(request, letter),
-        "letter": letter.slug,
-        "title": letter.title,
-        "status": letter.status,
-        "verified_count": counts.verified,
-        "named_count": counts.named,
-        "hidden_count": counts.hidden,
-        "organizations": [{"name": name, "count": count} for name, count in counts.organizations],
-        "as_of": iso(counts.updated_at),
-        "ledger": {"length": letter.ledger_length, "head": letter.ledger_head},
-    }
+    return snapshots.payload(settings_of(request).base_url, snapshot.letter, snapshot.tally)
 
 
 async def snapshot(request: Request) -> Response:
@@ -123,6 +109,28 @@ async def snapshot(request: Request) -> Response:
     key = cache.key("snapshot", slug, *version(shown))
     body, etag = await cached(request, key, load, [cache.letter_tag(shown.letter.id)])
     return conditional(request, body, etag, "application/jose", "public, max-age=1")
+
+
+async def delivered_snapshot(request: Request) -> Response:
+    """`/api/letters/{slug}/deliveries/{seq}/snapshot`: the signed snapshot delivered with
+    ledger entry `seq`, byte for byte as attached; the entry's digest is its SHA-256."""
+    slug, number = request.path_params["slug"], request.path_params["seq"]
+    try:
+        letter = (await letter_snapshot(request, slug)).letter
+    except LetterNotFound:
+        return not_found()
+    token = None
+    seq = int(number) if number.isascii() and number.isdigit() and len(number) <= 9 else 0
+    if seq > 0:
+        async with db_session(request) as session:
+            token = await delivered_snapshot_of(session, letter, seq)
+    if token is None:
+        return error(404, "not_found", "No delivery was recorded with this ledger entry.")
+    body = token.encode()
+    headers = {"Content-Disposition": f'inline; filename="{slug}-delivery-{seq}.jws"'}
+    return conditional(
+        request, body, etag_for(body), "application/jose", "public, max-age=86400", headers
+    )
 
 
 async def jwks(request: Request) -> Response:
@@ -191,6 +199,11 @@ async def receipt(request: Request) -> Response:
 routes = [
     Route("/api/letters/{slug}/ledger", ledger_download, name="api_ledger"),
     Route("/api/letters/{slug}/snapshot", snapshot, name="api_snapshot"),
+    Route(
+        "/api/letters/{slug}/deliveries/{seq}/snapshot",
+        delivered_snapshot,
+        name="api_delivered_snapshot",
+    ),
     Route("/.well-known/jwks.json", jwks, name="jwks"),
     Route("/letters/{slug}/receipt", receipt, methods=["GET", "POST"], name="receipt"),
 ]

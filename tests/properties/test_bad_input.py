@@ -803,15 +803,34 @@ def test_unknown_slugs_are_404_everywhere(client, letter, mailbox, db, slug):
         response = client.get(path)
         assert_html_error(response, 404)
         assert "There is nothing at this address." in response.text
-    response = client.get(f"/letters/{segment_}/check-email")
-    assert_html_error(response, 404)
-    for path in (f"/api/letters/{segment_}", f"/api/letters/{segment_}/signatures"):
+    for path in ("check-email", "flyer", "feed.atom", "history"):
+        assert_html_error(client.get(f"/letters/{segment_}/{path}"), 404)
+    assert client.get(f"/letters/{segment_}/qr.svg").status_code == 404
+    for path in (
+        f"/api/letters/{segment_}",
+        f"/api/letters/{segment_}/signatures",
+        f"/api/letters/{segment_}/deliveries",
+        f"/api/letters/{segment_}/deliveries/1/snapshot",
+    ):
         error = assert_json_error(client.get(path), 404)
         assert error["code"] == "not_found"
     body = {"email": fresh_address(), "name": "Ada"}
     posted = client.post(f"/api/letters/{segment_}/signatures", content=dumps(body), headers=JSON)
     assert assert_json_error(posted, 404)["code"] == "not_found"
     assert_unchanged(db, mailbox, before)
+
+
+@FEW
+@given(seq=st.text(max_size=12))
+@example(seq="0")
+@example(seq="99999999999999")
+@example(seq="-1")
+@example(seq="\x00")
+def test_a_delivered_snapshot_that_does_not_exist_is_a_clear_404(client, letter, seq):
+    response = client.get(f"/api/letters/test-letter/deliveries/{path_segment(seq)}/snapshot")
+    assert response.status_code == 404, response.text
+    if response.status_code == 404 and response.headers["content-type"] == "application/json":
+        assert response.json()["error"]["code"] == "not_found"
 
 
 @SMALL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -345,3 +346,90 @@ def test_receipts_are_hex_and_safe_to_pass_on_a_command_line():
     receipts = {ledger.new_receipt() for _ in range(2000)}
     assert len(receipts) == 2000
     assert all(re.fullmatch(r"[0-9a-f]{32}", receipt) for receipt in receipts)
+
+
+# --- Format v2 ----------------------------------------------------------------------------
+
+
+def _chain(*entries: dict) -> list[dict]:
+    """Number, link and hash hand-made entries the way the site does."""
+    chained, prev = [], "0" * 64
+    for seq, entry in enumerate(entries, start=1):
+        full = {
+            "seq": seq,
+            "day": "2026-11-30",
+            "organization": "",
+            "named": False,
+            "name": None,
+            "title": None,
+            "name_salt": None,
+            "name_digest": "",
+            "commitment": "",
+            "prev": prev,
+            **entry,
+        }
+        full["hash"] = prev = ledger.entry_hash(full)
+        chained.append(full)
+    return chained
+
+
+SIGNED = {"kind": "signed", "organization": "GitHub", "commitment": "c" * 64}
+DELIVERED = {"kind": "delivered", "v": 2, "digest": "d" * 64}
+
+
+def test_v1_entries_hash_exactly_as_before_versions_existed():
+    entry = _chain(SIGNED)[0]
+    fields = {
+        "format": "letters-ledger-v1",
+        **{k: entry[k] for k in ("seq", "kind", "day", "organization", "named")},
+        **{k: entry[k] for k in ("name_digest", "commitment", "prev")},
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert entry["hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert ledger.entry_hash({**entry, "v": 1}) == entry["hash"]  # an explicit v1 is v1
+
+
+def test_a_v2_entry_chains_its_digest_and_counts_nothing():
+    entries = _chain(SIGNED, DELIVERED)
+    fields = {
+        "format": "letters-ledger-v2",
+        **{k: entries[1][k] for k in ("seq", "kind", "day", "organization", "named")},
+        **{k: entries[1][k] for k in ("name_digest", "commitment", "prev", "digest")},
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert entries[1]["hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+    recount = ledger.verify(entries)
+    assert (recount.verified, recount.length) == (1, 2)
+    assert recount.formats == [[1, 1, 1], [2, 2, 2]]
+    assert recount.events == [(2, "delivered", "2026-11-30", "d" * 64)]
+    assert recount.history == {"c" * 64: [1]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"digest": "e" * 64}, "altered"),
+        ({"digest": "nothex" * 10 + "abcd"}, "needs a SHA-256 digest"),
+        ({"digest": ""}, "needs a SHA-256 digest"),
+        ({"v": 1}, "unknown kind 'delivered' in format v1"),
+        ({"v": 3}, "unknown format version 3"),
+        ({"v": "2"}, "unknown format version"),
+        ({"organization": "GitHub"}, "must name no signature or organization"),
+        ({"commitment": "c" * 64}, "must name no signature or organization"),
+    ],
+)
+def test_a_wrong_v2_entry_does_not_verify(change, message):
+    entries = _chain(SIGNED, DELIVERED)
+    entries[1].update(change)
+    if not change.keys() & {"v", "digest"}:
+        entries[1]["hash"] = ledger.entry_hash(entries[1])  # rehashed: still refused
+    with pytest.raises(ledger.LedgerError, match=message):
+        ledger.verify(entries)
+
+
+def test_a_v2_entry_of_a_signature_kind_counts_and_carries_no_digest():
+    entries = _chain({**SIGNED, "v": 2, "digest": ""})
+    assert ledger.verify(entries).verified == 1
+    bad = _chain({**SIGNED, "v": 2, "digest": "d" * 64})
+    with pytest.raises(ledger.LedgerError, match="has no digest"):
+        ledger.verify(bad)
