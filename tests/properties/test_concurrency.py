@@ -295,3 +295,70 @@ def test_readers_during_the_race_always_see_counts_that_add_up(settings, letter)
     broken = [s for s in seen if not s[0] == s[1] + s[2] == s[3]]
     assert broken == [], f"{len(broken)} of {len(seen)} reads did not add up: {broken[:5]}"
     assert max(s[0] for s in seen) <= len(people)
+
+
+def test_deliveries_racing_confirmations_each_sign_the_ledger_just_before_them(
+    settings, letter, db
+):
+    """Each `delivered` entry follows exactly the ledger its snapshot signed, and counts
+    what was counted then, however confirmations interleave."""
+    from letters.models import LedgerEntry, utcnow
+    from letters.record import delivery, ledger, snapshots
+
+    key = snapshots.signing_key(settings.secret_key)
+    people = many_people(30, seed=7)
+
+    async def main() -> list[Any]:
+        async with writer_sessions(settings) as maker:
+            tokens = await request_links(maker, settings, people)
+            signer = Signer(settings.secret_key)
+            start = asyncio.Event()
+
+            async def confirm_one(token: str) -> Any:
+                await start.wait()
+                async with maker() as session:
+                    return await confirm(session, token, signer, settings)
+
+            async def deliver_one(number: int) -> Any:
+                await start.wait()
+                handover = delivery.Handover(
+                    f"Recipient {number}", utcnow().date(), 1, "Test letter", "Body"
+                )
+                async with maker() as session:
+                    row, _ = await delivery.deliver(
+                        session,
+                        letter.id,
+                        handover,
+                        key=key,
+                        settings=settings,
+                        author_id=None,
+                        now=utcnow(),
+                    )
+                    await session.commit()
+                    return row
+
+            tasks = [asyncio.ensure_future(confirm_one(t)) for t in tokens]
+            tasks[5:5] = [asyncio.ensure_future(deliver_one(n)) for n in range(6)]
+            await asyncio.sleep(0)
+            start.set()
+            return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+
+    results = asyncio.run(main())
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, [repr(e) for e in errors]
+    c = assert_consistent(db)  # the ledger verifies and recounts to the counters
+    assert c["verified"] == len(people)
+    db.rollback()
+    entries = {e.seq: e for e in db.exec(select(LedgerEntry)).all()}
+    delivered = [e for e in entries.values() if e.kind == "delivered"]
+    assert len(delivered) == 6
+    jwks = snapshots.public_jwks(key)
+    for row in [r for r in results if not isinstance(r, Confirmation)]:
+        _, payload = snapshots.verify(row.snapshot, jwks)
+        entry = entries[row.ledger_seq]
+        assert payload["ledger"]["length"] == entry.seq - 1
+        assert payload["ledger"]["head"] == entry.prev_hash
+        signed_before = ledger.verify(
+            ledger.public_entry(entries[seq]) for seq in range(1, entry.seq)
+        )
+        assert payload["verified_count"] == signed_before.verified == row.verified_count
