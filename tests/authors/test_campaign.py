@@ -325,3 +325,22 @@ def test_a_delivery_that_the_mail_server_never_takes_is_marked_failed(signed, db
     assert "refused it" in signed.get(f"/letters/{SLUG}/history").text
     entries = db.exec(select(LedgerEntry).order_by(LedgerEntry.seq)).all()
     assert ledger.verify(ledger.public_entry(e) for e in entries).verified == 2
+
+
+def test_the_deliveries_json_matches_its_openapi_description(signed):
+    today = utcnow().date().isoformat()
+    assert deliver(signed, **EMAIL).status_code == 303
+    follow = {"kind": "outcome", "happened_on": today, "text": "Dropped."}
+    assert (
+        post_form(signed, f"/authors/letters/{SLUG}/follow-up", follow, page=PAGE).status_code
+        == 303
+    )
+    schema = signed.get("/api/openapi.json").json()["components"]["schemas"]["Deliveries"]
+    answer = signed.get(f"/api/letters/{SLUG}/deliveries").json()
+    assert set(answer) == set(schema["required"])
+    for name in ("deliveries", "follow_ups"):
+        items = schema["properties"][name]["items"]
+        assert answer[name] and all(set(item) == set(items["required"]) for item in answer[name])
+    entries = ledger_lines(signed)
+    kinds = signed.get("/api/openapi.json").json()["components"]["schemas"]["LedgerEntry"]
+    assert {entry["kind"] for entry in entries} <= set(kinds["properties"]["kind"]["enum"])
