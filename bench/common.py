@@ -254,6 +254,41 @@ def letter_counts(url: str, slug: str = SLUG) -> dict[str, Any]:
     }
 
 
+def ledger_problems(url: str, slug: str = SLUG) -> list[str]:
+    """Verify the letter's ledger as `letters verify-ledger` does (chain, order, hashes,
+    recount) and compare its recount with the counters; returns what is wrong."""
+    from letters.record import ledger
+
+    with psycopg.connect(url) as conn:
+        letter_id, verified, named, length, head = conn.execute(
+            "SELECT id, verified_count, named_count, ledger_length, ledger_head FROM letter "
+            "WHERE slug = %s",
+            (slug,),
+        ).fetchone()  # type: ignore[misc]
+        cursor = conn.execute(
+            "SELECT seq, kind, day, organization, named, name, title, name_salt, name_digest, "
+            "commitment, prev_hash, entry_hash FROM ledger_entry WHERE letter_id = %s "
+            "ORDER BY seq",
+            (letter_id,),
+        )
+        keys = ("seq", "kind", "day", "organization", "named", "name", "title", "name_salt")
+        keys += ("name_digest", "commitment", "prev", "hash")
+        entries = (dict(zip(keys, row, strict=True)) for row in cursor)
+        try:
+            recount = ledger.verify(entries)
+        except ledger.LedgerError as error:
+            return [f"ledger: {error}"]
+    problems = []
+    if (recount.length, recount.head) != (length, head):
+        problems.append(f"ledger: {recount.length} entries, but the letter names {length}")
+    if (recount.verified, recount.named) != (verified, named):
+        problems.append(
+            f"ledger recounts {recount.verified} ({recount.named} named), "
+            f"counters say {verified} ({named})"
+        )
+    return problems
+
+
 def used_links(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pending_signature WHERE used_at IS NOT NULL")
