@@ -20,8 +20,12 @@ declare -A COMMANDS=(
   [experiment]="-m bench.experiment --each --json $OUT/experiment.json"
   [experiment_read]="-m bench.experiment --read --skip-cost --skip-storm --json $OUT/experiment_read.json"
   [size]="-m bench.size --json $OUT/size.json"
+  # The write path against the lean reference (bench/lean.py), in the same command.
+  [storm_after]="-m bench.storm --workers 1,2 --rounds 2 --duration 45 --json $OUT/storm_after.json"
+  [storm_ips_after]="-m bench.storm --workers 2 --rounds 2 --duration 45 --client-ips 10000 --json $OUT/storm_ips_after.json"
+  [steady]="-m bench.steady --rate 60 --duration 60 --workers 2 --json $OUT/steady.json"
 )
-ORDER=(dbceiling cost storm storm_outbox storm_ips read_final read read_nolog experiment experiment_read size)
+ORDER=(dbceiling cost storm storm_outbox storm_ips read_final read read_nolog experiment experiment_read size storm_after storm_ips_after steady)
 [ $# -gt 0 ] && ORDER=("$@")
 
 for name in "${ORDER[@]}"; do

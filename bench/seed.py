@@ -156,6 +156,12 @@ def seed(db_url: str, count: int, slug: str = SLUG, pending: bool = True) -> dic
                 "UPDATE letter SET ledger_length = %s, ledger_head = %s WHERE id = %s",
                 (length + count, head, letter_id),
             )
+            if count:
+                # The schema of this app keeps the head the last entry chains on, too.
+                cur.execute(
+                    "UPDATE letter SET ledger_prev = %s WHERE id = %s",
+                    (entry["prev"], letter_id),
+                )
             common.log(f"  ledger_entry: {count} rows in {time.monotonic() - copied:.0f} s")
             copied = time.monotonic()
             if pending:

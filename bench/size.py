@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         str(args.storm_duration),
         "--mail",
         args.mail,
+        "--rounds",
+        "1",
         "--quiet-wait",
         str(args.quiet_wait),
     ]
@@ -108,16 +110,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row(f"read peak RSS per {which} worker, MB", peak, peak2)
     for i, result in enumerate(phases["empty"]["storm"]):
         after = phases["seeded"]["storm"][i]
-        w = result["workers"]
-        row(f"storm confirmed/s (workers={w})", result["confirmed_per_s"], after["confirmed_per_s"])
-        row(f"storm sign requests/s (workers={w})", result["signs_per_s"], after["signs_per_s"])
+        w, who = result["workers"], result["target"]
         row(
-            f"storm p99 latency ms (workers={w})", result["latency_p99_ms"], after["latency_p99_ms"]
+            f"storm {who} confirmed/s (workers={w})",
+            result["confirmed_per_s"],
+            after["confirmed_per_s"],
         )
+        row(
+            f"storm {who} sign requests/s (workers={w})",
+            result["signs_per_s"],
+            after["signs_per_s"],
+        )
+        row(
+            f"storm {who} p99 latency ms (workers={w})",
+            result["latency_p99_ms"],
+            after["latency_p99_ms"],
+        )
+        for name in ("app_cpu_ms_per_signature", "db_cpu_ms_per_signature"):
+            row(f"storm {who} {name.replace('_', ' ')}", result[name], after[name])
         peak = max(m.get("VmHWM", 0) for m in result["memory"]) / 1024
         peak2 = max(m.get("VmHWM", 0) for m in after["memory"]) / 1024
-        row(f"storm peak RSS per worker, MB (workers={w})", peak, peak2)
-        print(f"  storm exact (empty, seeded): {result['exact']}, {after['exact']}")
+        row(f"storm {who} peak RSS per worker, MB (workers={w})", peak, peak2)
+        print(f"  storm {who} exact (empty, seeded): {result['exact']}, {after['exact']}")
+    apps = [(r, phases["seeded"]["storm"][i]) for i, r in enumerate(phases["empty"]["storm"])]
+    ratio = {
+        phase: next(r for r in runs if r["target"] == "app")["confirmed_per_s"]
+        / max(next(r for r in runs if r["target"] == "reference")["confirmed_per_s"], 1e-9)
+        for phase, runs in (("empty", [a for a, _ in apps]), ("seeded", [b for _, b in apps]))
+        if len({r["target"] for r in runs}) == 2
+    }
+    if len(ratio) == 2:
+        row("storm app / reference confirmed/s", ratio["empty"], ratio["seeded"])
     if args.json:
         args.json.write_text(json.dumps(phases, indent=1, default=str))
     return phases

@@ -32,7 +32,7 @@ from letters.web import (
     signer,
     verify,
 )
-from letters.web.cache import TTLCache
+from letters.web.cache import TTLCache, rules_seconds
 from letters.web.common import make_templates
 from letters.web.cors import PublicDataCORSMiddleware
 from letters.web.logs import silence_parameter_logging
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     templates.env.globals["event_title"] = feeds.event_title
     app.state.settings = settings
     app.state.cache = cache
+    app.state.rules = TTLCache(rules_seconds(settings.cache_seconds), remember=(LetterNotFound,))
     app.state.templates = templates
     app.state.signer = signing
     app.state.snapshot_key = signing_key(settings.secret_key)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import select
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Table, create_engine, event, make_url
+from sqlalchemy import Engine, Table, create_engine, event, exc, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -15,6 +18,10 @@ from letters.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_BEGIN = "letters_sqlite_begin"
+# How many times a transaction runs in all when its connection turns out to be dead.
+ATTEMPTS = 3
+
+logger = logging.getLogger("letters.db")
 
 
 def _prepare_sqlite(engine: Engine) -> None:
@@ -55,6 +62,36 @@ def _ensure_sqlite_folder(settings: Settings) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _socket_of(dbapi_connection: Any) -> Any:
+    """The psycopg connection's socket (async adapter or plain), or None."""
+    driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    pgconn = getattr(driver, "pgconn", None)
+    return pgconn.socket if pgconn is not None and not driver.closed else None
+
+
+def _check_pg_connections(engine: Engine) -> None:
+    """Replace a pooled PostgreSQL connection the server has closed, without a round trip.
+
+    A connection idle in the pool has nothing to read: if its socket is readable, the
+    server (idle_session_timeout, pg_terminate_backend, a restart) or a pooler in between
+    (PgBouncer's idle timeouts) has sent its goodbye or closed it. The pool then opens a new
+    one instead (SQLAlchemy's DisconnectionError at checkout). This replaces the pre-ping,
+    which cost a transaction per session. A connection cut silently (a firewall dropping
+    its state) is not seen here: `pool_recycle` bounds how old a connection gets, and
+    `retrying()` runs a transaction again on a fresh connection if its connection fails.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            fd = _socket_of(dbapi_connection)
+            readable = fd is None or bool(select.select([fd], [], [], 0)[0])
+        except (OSError, ValueError, AttributeError):
+            readable = True
+        if readable:
+            raise exc.DisconnectionError("the server closed this idle connection")
+
+
 def make_async_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         _ensure_sqlite_folder(settings)
@@ -63,13 +100,15 @@ def make_async_engine(settings: Settings) -> AsyncEngine:
         )
         _prepare_sqlite(engine.sync_engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.async_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_recycle=settings.db_pool_recycle,
         hide_parameters=True,
     )
+    _check_pg_connections(engine.sync_engine)
+    return engine
 
 
 def make_sync_engine(settings: Settings) -> Engine:
@@ -81,7 +120,11 @@ def make_sync_engine(settings: Settings) -> Engine:
         )
         _prepare_sqlite(engine)
         return engine
-    return create_engine(settings.sync_database_url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(
+        settings.sync_database_url, pool_recycle=settings.db_pool_recycle, hide_parameters=True
+    )
+    _check_pg_connections(engine)
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -108,6 +151,16 @@ def writer(engine: EngineT) -> EngineT:
     return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
 
 
+def on_its_own(session: AsyncSession) -> dict[str, Any]:
+    """Execution options for a session whose statements each commit by themselves: on
+    PostgreSQL autocommit (no BEGIN and COMMIT round trips, and locks held for the one
+    statement only); nothing on SQLite, whose one writer runs them in a transaction. Pass
+    to `session.connection(execution_options=...)` before anything else in the session."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return {"isolation_level": "AUTOCOMMIT"}
+    return {}
+
+
 def dialect_insert(session: AsyncSession) -> Any:
     """The INSERT of the session's database, which has ON CONFLICT (upserts) on both.
 
@@ -122,3 +175,33 @@ def table_of(model: type[SQLModel]) -> Table:
     """A model's table, for Core statements (upserts); SQLModel does not type `__table__`."""
     found: Table = model.__table__  # type: ignore[attr-defined]
     return found
+
+
+ResultT = TypeVar("ResultT")
+
+
+async def retrying(
+    maker: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[ResultT]],
+    attempts: int = ATTEMPTS,
+) -> ResultT:
+    """Run `work(session)` (one transaction, which commits) in a new session; if the
+    database connection turns out to be dead, run it again on a fresh one.
+
+    A connection the server or a pooler closed while it sat in the pool fails on its first
+    round trip, before anything was written; the failure invalidates every connection the
+    pool opened before it, so the next attempt connects anew. A failure of the COMMIT
+    itself is ambiguous (it may have been written): every transaction passed here must
+    be safe to run again, as the sign and confirm transactions are (a used link is not
+    used twice; a second pending signature only sends a second link). When the database
+    is really down every attempt fails and the last error goes up (answered 503).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with maker() as session:
+                return await work(session)
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated or attempt == attempts:
+                raise
+            logger.warning("database connection lost; running the transaction again")
+    raise AssertionError("unreachable")

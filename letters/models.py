@@ -102,6 +102,11 @@ class Letter(SQLModel, table=True):
     ledger_head: str = Field(
         default=GENESIS, sa_column=Column(String(64), nullable=False, server_default=GENESIS)
     )
+    # The head before the last entry (what that entry chains on): the statement that appends
+    # an entry sets it from the old head, and so returns both (letters.record.signing).
+    ledger_prev: str = Field(
+        default=GENESIS, sa_column=Column(String(64), nullable=False, server_default=GENESIS)
+    )
     # Authors may have names erased this many days after the letter closes (letters purge).
     erase_names_after_days: int | None = Field(default=None, sa_column=Column(Integer))
     names_erased_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     cache_seconds: float = Field(default=0.5, ge=0)
     db_pool_size: int = Field(default=10, gt=0)
     db_max_overflow: int = Field(default=10, ge=0)
+    # Seconds after which a PostgreSQL connection is replaced when next taken from the pool.
+    db_pool_recycle: int = Field(default=300, gt=0)
     # Authors' single sign-on (letters.web.oidc); all three, or none.
     oidc_issuer: str = ""
     oidc_client_id: str = ""

@@ -8,7 +8,14 @@ from typing import Any
 from sqlmodel import Session, func, select
 from starlette.testclient import TestClient
 
-from letters.models import LedgerEntry, Letter, OrganizationCount, PendingSignature, Signature
+from letters.models import (
+    GENESIS,
+    LedgerEntry,
+    Letter,
+    OrganizationCount,
+    PendingSignature,
+    Signature,
+)
 from letters.record import ledger
 
 CSRF_FIELD = re.compile(r'name="csrftoken" value="([^"]+)"')
@@ -87,6 +94,8 @@ def ledger_recount(db: Session, slug: str = "test-letter") -> ledger.Recount:
     ).all()
     recount = ledger.verify(ledger.public_entry(entry) for entry in entries)
     assert (recount.length, recount.head) == (letter.ledger_length, letter.ledger_head)
+    # The head the last entry chains on, kept by the statement that appended it.
+    assert letter.ledger_prev == (entries[-1].prev_hash if entries else GENESIS)
     return recount
 
 

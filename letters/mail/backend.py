@@ -10,7 +10,10 @@ signing links. `Channels` routes each message by its channel.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid, parseaddr
@@ -98,26 +101,84 @@ class ConsoleBackend:
 
 
 class SMTPBackend:
-    def __init__(self, config: SMTPConfig, mail_from: str) -> None:
+    """Hands messages to an SMTP server over connections kept open and reused.
+
+    Each message goes over an idle session if there is one, else a new one (as many at
+    once as messages are being sent); afterwards the session waits for the next message,
+    up to `keep` idle sessions per process. A session idle for more than MAX_IDLE seconds
+    is closed rather than reused (servers drop idle clients). A reused session that fails
+    because the server went away is replaced by a new one and the message tried once more
+    on it; any other failure closes the session and raises MailError (the outbox retries
+    the message later).
+    """
+
+    MAX_IDLE = 30.0
+
+    def __init__(self, config: SMTPConfig, mail_from: str, keep: int = 8) -> None:
         self.config = config
         self.mail_from = mail_from
+        self.keep = keep
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        """An idle session of this event loop (sessions belong to the loop that opened
+        them), or None."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._idle = loop, []
+        now = time.monotonic()
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and now - since < self.MAX_IDLE:
+                return client
+            client.close()
+        return None
+
+    def _give_back(self, client: aiosmtplib.SMTP) -> None:
+        if len(self._idle) < self.keep:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        config = self.config
+        client = aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            use_tls=config.use_tls,
+            start_tls=config.start_tls,
+            timeout=config.timeout,
+        )
+        await client.connect()
+        return client
 
     async def send(self, message: Message) -> None:
+        email = build_email(message, self.mail_from)
         config = self.config
-        try:
-            await aiosmtplib.send(
-                build_email(message, self.mail_from),
-                hostname=config.host,
-                port=config.port,
-                username=config.username,
-                password=config.password,
-                use_tls=config.use_tls,
-                start_tls=config.start_tls,
-                timeout=config.timeout,
-            )
-        except (aiosmtplib.SMTPException, OSError) as error:
-            # The error names the server, never the recipient.
-            raise MailError(f"{type(error).__name__} from {config.host}:{config.port}") from None
+        client = self._take()
+        for attempt in (1, 2):
+            reused = client is not None
+            try:
+                if client is None:
+                    client = await self._connect()
+                await client.send_message(email)
+            except (aiosmtplib.SMTPException, OSError) as error:
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
+                client = None
+                gone = isinstance(error, aiosmtplib.SMTPServerDisconnected | OSError)
+                if reused and gone and attempt == 1:
+                    continue
+                # The error names the server, never the recipient.
+                raise MailError(
+                    f"{type(error).__name__} from {config.host}:{config.port}"
+                ) from None
+            self._give_back(client)
+            return
 
 
 class Channels:

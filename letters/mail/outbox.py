@@ -5,7 +5,9 @@ a crash between "signed" and "sent" loses nothing and an SMTP outage only delays
 Senders (a task inside each app process, letters.jobs.Sender, and `letters worker`) claim
 rows with a lease:
 `FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite, so several senders never
-take the same message. A sent message is deleted, and with it the only plaintext copy of
+take the same message. A message a request queues for its own process to send right
+after answering is written already leased (`enqueue(lease=True)`, then `send_leased`):
+no claim transaction. A sent message is deleted, and with it the only plaintext copy of
 the recipient's address. A sender that dies mid-send leaves its lease to expire, and the
 message is tried again.
 """
@@ -42,11 +44,14 @@ async def enqueue(
     message: Message,
     now: datetime | None = None,
     delivery_id: int | None = None,
+    lease: bool = False,
 ) -> int:
     """Add a message to the caller's transaction (it can go once that commits); its id.
 
     With `delivery_id`, the delivery it carries is marked sent (or failed) when the mail
-    server accepts (or, after every try, refuses) it.
+    server accepts (or, after every try, refuses) it. With `lease`, the row is written
+    already leased to this process (for LEASE), which sends it right after the commit
+    (`send_leased`); if this process dies first, the lease runs out and any sender tries it.
     """
     now = now or utcnow()
     row = OutboxMessage(
@@ -63,11 +68,42 @@ async def enqueue(
         if message.attachments
         else "",
         delivery_id=delivery_id,
+        locked_until=now + LEASE if lease else None,
     )
     session.add(row)
     await session.flush()
     assert row.id is not None
     return row.id
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A queued message leased to the process that queued it (`enqueue(lease=True)`)."""
+
+    id: int
+    message: Message
+
+
+async def send_leased(
+    maker: async_sessionmaker[AsyncSession], backend: MailBackend, leased: Leased
+) -> DrainResult:
+    """Send a message this process queued with a lease (no claim needed), then delete it."""
+    message = leased.message
+    row = OutboxMessage(
+        id=leased.id,
+        to_address=message.to,
+        subject=message.subject,
+        text=message.text,
+        html=message.html,
+        channel=message.channel,
+        from_name=message.from_name,
+        reply_to=message.reply_to,
+        attachments=json.dumps([asdict(a) for a in message.attachments])
+        if message.attachments
+        else "",
+        attempts=0,
+    )
+    return await _send_one(maker, backend, row)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ The counters (the letter's row, its organization and daily counts) and the ledge
 the same transaction as the signature row they count, so either all are written or none.
 Row locks are taken in one order everywhere: the signature's row, then the letter's (the
 first counter update or ledger entry locks it until commit; on SQLite the write lock is
-already held). Reveal thresholds (letters.record.reveal) rely on that: they read the
-organization count after the letter's row is locked.
+already held), then the organization's count, then the day's count. A new signature is
+counted by one statement in letters.record.signing that takes them in that same order.
+Reveal thresholds (letters.record.reveal) rely on it: they read the organization count
+after the letter's row is locked.
 """
 
 from __future__ import annotations

@@ -107,6 +107,52 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# The end of an entry's canonical JSON, around its two last keys: "prev" and "seq" sort
+# after every other chained field, so an entry hashes as prefix + prev + SEQ + seq + "}".
+SEQ = '","seq":'
+
+
+def chain_prefix(
+    kind: str, day: str, organization: str, named: bool, name_digest: str, commitment: str
+) -> str:
+    """An entry's canonical JSON up to its `prev` hash, for hashing where `prev` and `seq`
+    are only known inside the statement that appends it (letters.record.signing):
+
+        entry_hash = sha256(prefix + prev + SEQ + str(seq) + "}")
+
+    is exactly `entry_hash()` of the same entry (tests/record/test_ledger.py checks it).
+    """
+    chained = {
+        "format": FORMAT,
+        "seq": 0,
+        "kind": kind,
+        "day": day,
+        "organization": organization,
+        "named": named,
+        "name_digest": name_digest,
+        "commitment": commitment,
+        "prev": "",
+    }
+    canonical = json.dumps(chained, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    tail = '"prev":"' + SEQ + "0}"
+    assert canonical.endswith(tail)
+    return canonical[: -len(SEQ + "0}")]
+
+
+def chained_hash(prefix: str, prev: str, seq: int) -> str:
+    """What `chain_prefix` stands for: the entry's hash once `prev` and `seq` are known."""
+    return hashlib.sha256(f"{prefix}{prev}{SEQ}{seq}}}".encode()).hexdigest()
+
+
+def new_name(named: bool, name: str, title: str) -> tuple[str, str]:
+    """(salt, digest) of a new entry: a fresh salt and the digest of the name if it is
+    shown, else both empty."""
+    if not named:
+        return "", ""
+    salt = secrets.token_hex(16)
+    return salt, name_digest(salt, name, title)
+
+
 async def append(
     session: AsyncSession,
     letter_id: int,
@@ -158,7 +204,9 @@ async def append(
     entry.entry_hash = entry_hash(public_entry(entry))
     session.add(entry)
     await session.exec(
-        update(Letter).where(col(Letter.id) == letter_id).values(ledger_head=entry.entry_hash)
+        update(Letter)
+        .where(col(Letter.id) == letter_id)
+        .values(ledger_head=entry.entry_hash, ledger_prev=prev)
     )
     await session.flush()
     return entry

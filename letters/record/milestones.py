@@ -30,16 +30,27 @@ def is_round(count: int) -> bool:
 
 
 async def check(
-    session: AsyncSession, letter_id: int, settings: Settings, now: datetime
+    session: AsyncSession,
+    letter_id: int,
+    settings: Settings,
+    now: datetime,
+    letter: Letter | None = None,
 ) -> list[int]:
-    """Queue the milestone email if this count is one; returns the queued emails' ids."""
-    verified, goal, title, slug = (
-        await session.exec(
-            select(Letter.verified_count, Letter.goal, Letter.title, Letter.slug).where(
-                Letter.id == letter_id
+    """Queue the milestone email if this count is one; returns the queued emails' ids.
+
+    `letter` is the letter's row as the caller's transaction counted it, if it has it
+    (signing.confirm does): then nothing is read unless its count is a milestone.
+    """
+    if letter is not None:
+        verified, goal, title, slug = letter.verified_count, letter.goal, letter.title, letter.slug
+    else:
+        verified, goal, title, slug = (
+            await session.exec(
+                select(Letter.verified_count, Letter.goal, Letter.title, Letter.slug).where(
+                    Letter.id == letter_id
+                )
             )
-        )
-    ).one()
+        ).one()
     reached_goal = goal is not None and verified == goal
     if not (reached_goal or is_round(verified)):
         return []

@@ -28,28 +28,48 @@ from letters.models import LedgerKind, Letter, OrganizationCount, Signature
 from letters.record import ledger
 
 
+def may_release(reached: int, reveal_at: int | None, name: str) -> bool:
+    """Whether `release()` can show anything after a new signature brought its
+    organization's count to `reached`: only when that count is a threshold, or when the
+    new signer chose a threshold it meets (with a name to show). Otherwise, by the
+    invariant above, no name is due and `release()` need not run."""
+    if reached in REVEAL_THRESHOLDS:
+        return True
+    return reveal_at is not None and bool(name) and reveal_at <= reached
+
+
 async def release(
     session: AsyncSession,
     letter_id: int,
     organization: str,
     now: datetime,
     email_hash: str | None = None,
+    reached: int | None = None,
 ) -> int:
     """Show the waiting names of `organization` whose threshold its count has reached.
 
     `email_hash` names the signer whose signature this transaction wrote, if any. Runs in
-    the caller's transaction, after the caller has locked the letter's row (by counting,
-    or as letters.record.signer_control does), so the count read here cannot move before commit.
-    Returns how many names were shown.
+    the caller's transaction, after the caller has locked the letter's row and the
+    organization's count (by counting, or as letters.record.signer_control does), so the
+    count read here cannot move before commit; `reached` is that count if the caller
+    already has it. Returns how many names were shown.
+
+    Lock order: the waiting signatures of others are locked after the letter's row, the
+    reverse of the order a manage link or the authors take (signature, then letter). So
+    they are locked with SKIP LOCKED: a waiting signature another transaction holds is
+    left to it, and that transaction (a manage link changing or withdrawing it, or the
+    authors hiding or invalidating it) calls `release()` for its own signature after it
+    has locked the letter, and so sees this count (or removes or hides the name anyway).
     """
-    reached = (
-        await session.exec(
-            select(OrganizationCount.count).where(
-                OrganizationCount.letter_id == letter_id,
-                OrganizationCount.organization == organization,
+    if reached is None:
+        reached = (
+            await session.exec(
+                select(OrganizationCount.count).where(
+                    OrganizationCount.letter_id == letter_id,
+                    OrganizationCount.organization == organization,
+                )
             )
-        )
-    ).first()
+        ).first()
     if not reached:
         return 0
     statement = select(Signature).where(
@@ -64,7 +84,12 @@ async def release(
         if email_hash is None:
             return 0
         statement = statement.where(Signature.email_hash == email_hash)
-    waiting = (await session.exec(statement.order_by(col(Signature.id)).with_for_update())).all()
+        locking = statement.with_for_update()
+    else:
+        # Others' rows that another transaction holds are skipped (see above); this
+        # transaction's own locks never make it skip a row.
+        locking = statement.with_for_update(skip_locked=True)
+    waiting = (await session.exec(locking.order_by(col(Signature.id)))).all()
     if not waiting:
         return 0
     for signature in waiting:

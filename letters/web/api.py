@@ -33,9 +33,11 @@ from letters.web.common import (
     db_session,
     etag_for,
     forget_letter,
+    in_transaction,
     letter_snapshot,
     send_soon,
     settings_of,
+    signing_rules,
     tag_answer,
     version,
 )
@@ -289,22 +291,26 @@ async def sign(request: Request) -> Response:
     data = await read_json(request)
     if isinstance(data, JSONResponse):
         return data
+    slug, settings = request.path_params["slug"], settings_of(request)
     try:
-        async with db_session(request, write=True) as session:
-            link = await request_signature(
+        rules = await signing_rules(request, slug)
+        link = await in_transaction(
+            request,
+            lambda session: request_signature(
                 session,
-                slug=request.path_params["slug"],
+                slug=slug,
                 data=data,
                 client_host=client_host(request),
                 signer=request.app.state.signer,
-                settings=settings_of(request),
-                compose=signing_email(settings_of(request)),
-            )
+                settings=settings,
+                compose=signing_email(settings),
+                rules=rules,
+            ),
+        )
     except LetterNotFound:
         return not_found()
     except LetterClosed as closed:
-        if closed.letter_id is not None:
-            forget_letter(request, closed.letter_id)
+        forget_letter(request, closed.letter_id, rules=True)
         return error(409, "letter_closed", "This letter has closed and no longer takes signatures.")
     except FieldError as problem:
         return error(422, problem.code, problem.message, problem.field)
@@ -315,7 +321,7 @@ async def sign(request: Request) -> Response:
     return JSONResponse(
         {"status": "check_your_email"},
         status_code=202,
-        background=send_soon(request, link.outbox_id),
+        background=send_soon(request, link.leased or link.outbox_id),
     )
 
 
@@ -326,15 +332,15 @@ async def verify(request: Request) -> Response:
     token = data.get("token")
     if not isinstance(token, str) or not token or len(token) > 1000:
         return error(400, "invalid_token", "token must be the token from the link.", "token")
-    async with db_session(request, write=True) as session:
-        try:
-            result = await confirm(session, token, request.app.state.signer, settings_of(request))
-        except TokenError as problem:
-            return error(400, problem.code, problem.message, "token")
-        except LetterClosed:
-            return error(
-                409, "letter_closed", "This letter has closed and no longer takes signatures."
-            )
+    signer, settings = request.app.state.signer, settings_of(request)
+    try:
+        result = await in_transaction(
+            request, lambda session: confirm(session, token, signer, settings)
+        )
+    except TokenError as problem:
+        return error(400, problem.code, problem.message, "token")
+    except LetterClosed:
+        return error(409, "letter_closed", "This letter has closed and no longer takes signatures.")
     forget_letter(request, result.letter.id)
     # The receipt is shown once, here, and never stored; only its hash is in the ledger.
     return JSONResponse(

@@ -40,6 +40,27 @@ def letter_tag(letter_id: int) -> tuple[str, int]:
     return ("letter", letter_id)
 
 
+def rules_tag(letter_id: int) -> tuple[str, int]:
+    """The tag of a letter's signing rules (its status and allowed domains): forgotten when
+    its authors change it or it closes, not when a confirmation moves its counts."""
+    return ("letter-rules", letter_id)
+
+
+# How long a process keeps a letter's signing rules (app.state.rules), at least. Once a
+# letter is published its domains can only be added to, never removed or renamed
+# (letters.authors.drafts), and a confirmation checks the letter is still open: a copy
+# this old only refuses a just-added domain, or takes a pending signature for a letter
+# that just closed, whose link then cannot confirm. The process where the authors made
+# the change forgets its copy at once.
+RULES_SECONDS = 10.0
+
+
+def rules_seconds(cache_seconds: float) -> float:
+    """The rules' lifetime: none when CACHE_SECONDS is 0 (nothing cached), else at least
+    RULES_SECONDS."""
+    return 0.0 if cache_seconds <= 0 else max(cache_seconds, RULES_SECONDS)
+
+
 @dataclass
 class _Entry:
     expires: float

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from letters import i18n
+from letters.db import retrying
 from letters.forms import FieldError
 from letters.i18n import N_
 from letters.mail import outbox
@@ -24,7 +25,8 @@ from letters.markdown import excerpt, render_markdown
 from letters.ratelimit import RateLimited
 from letters.record.counting import SignatureGone
 from letters.record.public import LetterNotFound, LetterSnapshot, load_snapshot
-from letters.record.signing import LetterClosed
+from letters.record.signing import LetterClosed, SigningRules
+from letters.record.signing import signing_rules as read_signing_rules
 from letters.settings import PROJECT_ROOT, Settings
 from letters.tokens import LinkUsed, TokenError
 from letters.web import cache
@@ -189,7 +191,7 @@ def too_many(request: Request, limited: RateLimited, message_for: Callable[[int]
     return response
 
 
-def send_soon(request: Request, *outbox_ids: int | None) -> BackgroundTask | None:
+def send_soon(request: Request, *outbox_ids: int | outbox.Leased | None) -> BackgroundTask | None:
     """Send queued emails just after the response goes out, when this process sends mail.
 
     If that fails a message stays in the outbox and is retried with backoff, by this
@@ -201,8 +203,11 @@ def send_soon(request: Request, *outbox_ids: int | None) -> BackgroundTask | Non
     state = request.app.state
 
     async def send() -> None:
-        for message_id in ids:
-            await outbox.send_now(state.writer, state.mail, message_id)
+        for message in ids:
+            if isinstance(message, outbox.Leased):
+                await outbox.send_leased(state.writer, state.mail, message)
+            else:
+                await outbox.send_now(state.writer, state.mail, message)
 
     return BackgroundTask(send)
 
@@ -215,10 +220,43 @@ async def cached(
     return await store.get(key, load, tags)
 
 
-def forget_letter(request: Request, letter_id: int) -> None:
-    """Drop this process's cached copies of a letter (and the lists) after it changed here."""
+def forget_letter(request: Request, letter_id: int | None, rules: bool = False) -> None:
+    """Drop this process's cached copies of a letter (and the lists) after it changed here;
+    with `rules`, its signing rules too (it closed, or its authors changed it)."""
     store: cache.TTLCache = request.app.state.cache
-    store.forget(cache.letter_tag(letter_id), cache.LISTS)
+    tags: list[Hashable] = [cache.LISTS]
+    if letter_id is not None:
+        tags.append(cache.letter_tag(letter_id))
+        if rules:
+            request.app.state.rules.forget(cache.rules_tag(letter_id))
+    store.forget(*tags)
+
+
+async def signing_rules(request: Request, slug: str) -> SigningRules:
+    """The letter and allowed domains a sign request checks, from this process's cache of
+    signing rules (see cache.RULES_SECONDS); raises LetterNotFound (also cached)."""
+
+    async def load() -> SigningRules:
+        async with db_session(request) as session:
+            return await read_signing_rules(session, slug)
+
+    store: cache.TTLCache = request.app.state.rules
+    rules: SigningRules = await store.get(
+        cache.key("signing-rules", slug),
+        load,
+        tags=lambda found: [cache.rules_tag(found.letter.id)],
+    )
+    return rules
+
+
+async def in_transaction(
+    request: Request, work: Callable[[AsyncSession], Awaitable[T]], write: bool = True
+) -> T:
+    """Run one transaction (`work`, which commits) in a session of its own, again on a
+    fresh connection if the database connection turns out to have been closed (see
+    letters.db.retrying): a POST never fails because a pooled connection went stale."""
+    maker = request.app.state.writer if write else request.app.state.sessionmaker
+    return await retrying(maker, work)
 
 
 async def letter_snapshot(request: Request, slug: str) -> LetterSnapshot:

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -77,5 +78,8 @@ handlers: dict[Any, Any] = {
     LetterNotFound: letter_not_found,
     OperationalError: database_unavailable,
     InterfaceError: database_unavailable,
+    # Every pooled connection stayed busy for the pool's whole timeout (overload): the
+    # same answer, a 503 to retry, rather than a 500.
+    PoolTimeout: database_unavailable,
     Exception: server_error,
 }

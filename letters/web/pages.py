@@ -25,11 +25,13 @@ from letters.web.common import (
     db_session,
     etag_for,
     forget_letter,
+    in_transaction,
     read_form,
     render,
     render_text,
     send_soon,
     settings_of,
+    signing_rules,
     snapshot_or_404,
     tag_answer,
     text_fields,
@@ -126,20 +128,24 @@ async def _letter_page_again(
 async def sign(request: Request) -> Response:
     slug = request.path_params["slug"]
     data = text_fields(await read_form(request), FORM_FIELDS)
+    settings = settings_of(request)
     try:
-        async with db_session(request, write=True) as session:
-            link = await request_signature(
+        rules = await signing_rules(request, slug)
+        link = await in_transaction(
+            request,
+            lambda session: request_signature(
                 session,
                 slug=slug,
                 data=data,
                 client_host=client_host(request),
                 signer=request.app.state.signer,
-                settings=settings_of(request),
-                compose=signing_email(settings_of(request)),
-            )
+                settings=settings,
+                compose=signing_email(settings),
+                rules=rules,
+            ),
+        )
     except LetterClosed as closed:
-        if closed.letter_id is not None:
-            forget_letter(request, closed.letter_id)
+        forget_letter(request, closed.letter_id, rules=True)
         return await _letter_page_again(request, slug, 409, {}, {})
     except FieldError as error:
         return await _letter_page_again(request, slug, 422, data, {error.field: error.message})
@@ -148,7 +154,7 @@ async def sign(request: Request) -> Response:
     return RedirectResponse(
         request.app.url_path_for("check_email", slug=slug),
         status_code=303,
-        background=send_soon(request, link.outbox_id),
+        background=send_soon(request, link.leased or link.outbox_id),
     )
 
 

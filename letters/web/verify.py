@@ -20,6 +20,7 @@ from letters.web.common import (
     FormUnreadable,
     db_session,
     forget_letter,
+    in_transaction,
     link_problem,
     read_form,
     render,
@@ -64,8 +65,10 @@ async def verify_confirm(request: Request) -> Response:
     token = request.path_params["token"]
     try:
         await read_form(request, max_fields=5, max_part_size=4096)
-        async with db_session(request, write=True) as session:
-            result = await confirm(session, token, request.app.state.signer, settings_of(request))
+        signer, settings = request.app.state.signer, settings_of(request)
+        result = await in_transaction(
+            request, lambda session: confirm(session, token, signer, settings)
+        )
     except (FormExpired, FormUnreadable, TokenError, LetterClosed) as error:
         return link_problem(request, TEMPLATE, error, MESSAGES)
     forget_letter(request, result.letter.id)

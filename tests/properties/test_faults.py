@@ -738,3 +738,118 @@ def test_sqlite_disk_full_under_load_answers_503_then_recovers(database_url, let
 
     assert_everyone_counted_once(db, signers)
     assert signature_hashes(db) == set(signer_hashes(db, tokens))
+
+
+# --- 5. the ledger checks out at every moment of a storm --------------------------------
+
+
+def test_verify_ledger_passes_at_every_moment_of_a_confirmation_storm(
+    database_url, letter, db, tmp_path
+):
+    """While confirmations race, `letters verify-ledger` (its checker, against the live
+    site: snapshot, public key and ledger over HTTP) passes every time: the chain never
+    forks or gaps, and each signed snapshot's counts recount exactly from the ledger up to
+    the head it names, whatever moment it was taken at."""
+    from letters.checker import check, sources_for
+
+    signers = people("chain", 100)
+    tokens = request_links(database_url, signers)
+    with serve(database_url, tmp_path, MAIL_IN_APP="false", CACHE_SECONDS="0") as server:
+        sources = sources_for(f"{server.url}/letters/test-letter", None, None)
+        lengths = []
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(confirm_http, server.url, token) for token in tokens]
+            while not all(future.done() for future in futures):
+                report = check(sources)  # raises CheckFailed at the first thing that is wrong
+                assert report.snapshot is not None
+                lengths.append(report.snapshot["ledger"]["length"])
+            outcomes = [future.result(timeout=60) for future in futures]
+        failed = [outcome for outcome in outcomes if not outcome.verified]
+        assert not failed, failed[:3]
+        final = check(sources)
+        assert final.recount.verified == final.snapshot["verified_count"] == len(signers)
+    assert len(lengths) >= 3, lengths
+    assert any(0 < length < len(signers) for length in lengths), lengths
+    assert_everyone_counted_once(db, signers)
+
+
+# --- 6. a connection the database closed while idle is replaced, not answered 503 -------
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL's idle_session_timeout and backends")
+def test_idle_connections_the_database_closed_never_turn_a_post_into_a_503(
+    database_url, letter, db, tmp_path
+):
+    """The server closes pooled connections behind the app's back (idle_session_timeout, as
+    PgBouncer or a firewall would, and pg_terminate_backend): the next sign request and
+    confirmation still succeed on new connections, with no pre-ping round trip."""
+    import psycopg
+
+    name = "letters-stale-test"
+    url = f"{database_url}?application_name={name}&options=-c%20idle_session_timeout%3D1000"
+    admin_url = normalize_database_url(database_url).replace("postgresql+psycopg", "postgresql")
+    signers = people("stale", 6)
+    with serve(url, tmp_path, MAIL_IN_APP="false", CACHE_SECONDS="0") as server:
+        tokens = []
+        for index, (email, fullname, shown) in enumerate(signers[:3]):
+            outcome = sign_http(server.url, email, fullname, shown)
+            assert outcome.status == 202, outcome
+            if index:
+                time.sleep(1.5)  # every pooled connection is closed by the server meanwhile
+        tokens = request_links(database_url, signers[3:])
+        time.sleep(1.5)
+        assert confirm_http(server.url, tokens[0]).verified
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (name,),
+            ).fetchone()[0]
+        assert killed >= 0
+        assert confirm_http(server.url, tokens[1]).verified
+        assert sign_http(server.url, "after.kill@github.com").status == 202
+        time.sleep(1.5)
+        assert confirm_http(server.url, tokens[2]).verified
+        log = server.log()
+    assert '" 503' not in log and '" 500' not in log, log[-3000:]
+    assert assert_consistent(db)["verified"] == 3
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="a PostgreSQL backend killed mid-transaction")
+def test_a_transaction_whose_connection_dies_is_run_again_on_a_new_one(settings, letter):
+    """`letters.db.retrying`: the connection dies under a transaction before it commits (a
+    silently dropped connection is only found out that way); the whole transaction runs
+    again on a fresh connection, once, and only its second run is written."""
+    import psycopg
+    from sqlalchemy import text
+
+    from letters.db import make_async_engine, make_sessionmaker, retrying, writer
+
+    admin_url = normalize_database_url(settings.database_url).replace(
+        "postgresql+psycopg", "postgresql"
+    )
+    runs: list[int] = []
+
+    async def work(session) -> int:
+        runs.append(len(runs) + 1)
+        connection = await session.connection()
+        pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        note = {"n": f"run {len(runs)}"}
+        await connection.execute(text("UPDATE letter SET revision_note = :n"), note)
+        if len(runs) == 1:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await connection.execute(text("SELECT 1"))
+        await session.commit()
+        return len(runs)
+
+    async def main() -> int:
+        engine = make_async_engine(settings)
+        try:
+            return await retrying(make_sessionmaker(writer(engine)), work)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == 2
+    with psycopg.connect(admin_url) as check:
+        assert check.execute("SELECT revision_note FROM letter").fetchone()[0] == "run 2"

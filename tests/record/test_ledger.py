@@ -433,3 +433,60 @@ def test_a_v2_entry_of_a_signature_kind_counts_and_carries_no_digest():
     bad = _chain({**SIGNED, "v": 2, "digest": "d" * 64})
     with pytest.raises(ledger.LedgerError, match="has no digest"):
         ledger.verify(bad)
+
+
+@pytest.mark.parametrize(
+    "organization, named, name, title",
+    [
+        ("Microsoft", False, "", ""),
+        ("GitHub", True, "Ada Lovelace", "Engineer"),
+        ('Ünïcödé "Corp" \\ 株式会社', True, "Zoë \u2028 O'Neil", 'a "quoted" title'),
+    ],
+)
+def test_an_entry_hashed_from_its_prefix_is_hashed_as_v1(organization, named, name, title):
+    """The confirming statement hashes an entry from a prefix made here, `prev` and `seq`
+    (in SQL on PostgreSQL): it must be exactly the v1 hash of the same entry."""
+    for seq, prev in [(1, ledger.GENESIS), (12345, "ab" * 32)]:
+        salt, digest = ledger.new_name(named, name, title)
+        entry = {
+            "seq": seq,
+            "kind": "signed",
+            "day": "2026-11-30",
+            "organization": organization,
+            "named": named,
+            "name_digest": digest,
+            "commitment": ledger.commitment(ledger.new_receipt()),
+            "prev": prev,
+        }
+        prefix = ledger.chain_prefix(
+            "signed", entry["day"], organization, named, digest, entry["commitment"]
+        )
+        assert ledger.chained_hash(prefix, prev, seq) == ledger.entry_hash(entry)
+        assert bool(salt) == named
+
+
+def test_entries_chained_by_the_confirming_statement_verify_with_odd_organizations(
+    client, engine, db, letter, mailbox
+):
+    """On PostgreSQL the entry's hash is computed in SQL from bytes made in Python: names
+    of organizations beyond ASCII and with quotes come out the same as in Python."""
+    from sqlalchemy import update
+    from sqlmodel import Session, col
+
+    from letters.db import writer
+    from letters.models import AllowedDomain
+
+    with Session(writer(engine)) as session:
+        session.exec(
+            update(AllowedDomain)
+            .where(col(AllowedDomain.domain) == "github.com")
+            .values(organization='Gïthub "Ltd" \\ 株式会社')
+        )
+        session.commit()
+    signed(client, mailbox, "a@github.com", name="Zoë", show_name=True)
+    signed(client, mailbox, "b@github.com")
+    entries = download(client)
+    recount = ledger.verify(entries)
+    assert recount.verified == 2
+    assert recount.organizations == {'Gïthub "Ltd" \\ 株式会社': 2}
+    assert_consistent(db)

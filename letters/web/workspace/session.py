@@ -131,3 +131,5 @@ async def forget_letter(request: Request, slug: str) -> None:
     if found is not None:
         tags.append(cache.letter_tag(found))
     store.forget(*tags)
+    # Its signing rules too, and "no such letter" (it may just have been published).
+    request.app.state.rules.forget(cache.MISSING, *([cache.rules_tag(found)] if found else []))
