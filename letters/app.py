@@ -103,7 +103,11 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
             routes=RouteIndex(routes, fastpath.ROUTES),
         ),
         Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.max_body_bytes,
+            read_timeout=settings.body_read_timeout,
+        ),
         Middleware(PublicDataCORSMiddleware, routes=RouteIndex(routes, language.NEUTRAL)),
     ]
     if settings.oidc_enabled:  # Authors: single sign-on keeps its state in a signed cookie
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     templates.env.globals["event_title"] = feeds.event_title
     app.state.settings = settings
     app.state.cache = cache
+    app.state.event_streams = api.OpenStreams()
     app.state.rules = TTLCache(rules_seconds(settings.cache_seconds), remember=(LetterNotFound,))
     app.state.templates = templates
     app.state.signer = signing

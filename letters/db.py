@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import select
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,9 +58,17 @@ def _sqlite_connect_args() -> dict[str, Any]:
 
 
 def _ensure_sqlite_folder(settings: Settings) -> None:
+    """Create the database file readable by its owner only, in a folder of its own mode.
+
+    SQLite gives its -wal and -shm files the database file's mode, so creating the file
+    0600 first keeps all three private. The folder is made 0700 when this creates it; an
+    existing folder (the operator's) keeps its mode.
+    """
     path = make_url(settings.database_url).database
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
 
 
 def _socket_of(dbapi_connection: Any) -> Any:

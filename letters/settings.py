@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     limit_per_ip: int = Field(default=500, gt=0)
     limit_per_domain: int = Field(default=20000, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Seconds a request body may stall between parts before it is answered 408.
+    body_read_timeout: float = Field(default=10.0, gt=0)
+    # Live count streams (Server-Sent Events) one process serves at once; beyond, 503.
+    event_streams_max: int = Field(default=2000, gt=0)
     cache_seconds: float = Field(default=0.5, ge=0)
     db_pool_size: int = Field(default=10, gt=0)
     db_max_overflow: int = Field(default=10, ge=0)

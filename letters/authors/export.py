@@ -6,9 +6,7 @@ address. The CSV's `signatures` column adds up to the verified count.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.models import Letter, Signature
+from letters.spreadsheet import to_csv
 
 BATCH = 1000
 HEADER = ["type", "name", "title", "organization", "signed_at", "version", "signatures"]
@@ -64,18 +63,6 @@ async def hidden_per_organization(session: AsyncSession, letter: Letter) -> list
     return [(organization, number) for organization, number in rows.all()]
 
 
-def _cell(value: object) -> str:
-    """A CSV cell that spreadsheets will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _csv(rows: Sequence[Sequence[object]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows([[_cell(v) for v in row] for row in rows])
-    return buffer.getvalue()
-
-
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -84,12 +71,12 @@ async def csv_lines(
     open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]], letter: Letter
 ) -> AsyncIterator[str]:
     """The CSV in pieces, read in one transaction so its rows add up to one moment's count."""
-    yield _csv([HEADER])
+    yield to_csv([HEADER])
     async with open_session() as session:
         after = None
         while True:
             batch = await named_rows(session, letter, after, BATCH)
-            yield _csv(
+            yield to_csv(
                 [
                     ["named", r.name, r.title, r.organization, iso(r.verified_at), r.version, 1]
                     for r in batch
@@ -99,4 +86,4 @@ async def csv_lines(
                 break
             after = batch[-1].id
         hidden = await hidden_per_organization(session, letter)
-    yield _csv([["hidden", "", "", organization, "", "", n] for organization, n in hidden])
+    yield to_csv([["hidden", "", "", organization, "", "", n] for organization, n in hidden])

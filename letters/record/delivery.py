@@ -13,9 +13,7 @@ the public reads (letters.record.public), never a hidden name.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,6 +30,7 @@ from letters.models import Delivery, DeliveryMethod, LedgerKind, Letter, Signatu
 from letters.record import ledger, public, snapshots
 from letters.record.public import PUBLIC_STATUSES, LetterNotFound
 from letters.settings import Settings
+from letters.spreadsheet import to_csv
 
 SNAPSHOT_FILE = "letter-snapshot.jws"
 NAMES_FILE = "signed-by-name.csv"
@@ -154,14 +153,5 @@ async def _public_names(session: AsyncSession, letter: Letter) -> list[Signature
 
 
 def _names_csv(names: Sequence[Signature]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["name", "title", "organization"])
-    for row in names:
-        writer.writerow([_cell(row.name), _cell(row.title), _cell(row.organization)])
-    return buffer.getvalue()
-
-
-def _cell(text: str) -> str:
-    """A CSV cell that spreadsheets will not run as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    rows = [(row.name, row.title, row.organization) for row in names]
+    return to_csv([("name", "title", "organization"), *rows])

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -210,6 +211,13 @@ async def deliveries(request: Request) -> Response:
     return await cached_json(request, key, build, [cache.letter_tag(snapshot.letter.id)])
 
 
+@dataclass
+class OpenStreams:
+    """The live count streams this process serves now (capped by EVENT_STREAMS_MAX)."""
+
+    open: int = 0
+
+
 async def events(request: Request) -> Response:
     """Server-Sent Events: the letter's JSON again each time its counts change.
 
@@ -221,25 +229,36 @@ async def events(request: Request) -> Response:
         await letter_snapshot(request, slug)
     except LetterNotFound:
         return not_found()
+    streams: OpenStreams = request.app.state.event_streams
+    if streams.open >= settings_of(request).event_streams_max:
+        # The page keeps its count by polling the JSON API instead (static/js/live.js).
+        response = error(503, "too_many_streams", "Too many live streams: poll the letter instead.")
+        response.headers["Retry-After"] = str(EVENT_STREAM_SECONDS)
+        return response
 
     async def stream() -> AsyncIterator[str]:
-        last: tuple[object, ...] | None = None
-        quiet_since = started = time.monotonic()
-        yield "retry: 3000\n\n"
-        while time.monotonic() - started < EVENT_STREAM_SECONDS:
-            try:
-                snapshot = await letter_snapshot(request, slug)
-            except LetterNotFound:
-                return
-            current = version(snapshot)
-            if current != last:
-                last, quiet_since = current, time.monotonic()
-                data = json.dumps(letter_json(request, snapshot), separators=(",", ":"))
-                yield f"event: count\ndata: {data}\n\n"
-            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(EVENT_INTERVAL)
+        # Counted from here: a generator that never starts never runs its `finally`.
+        streams.open += 1
+        try:
+            last: tuple[object, ...] | None = None
+            quiet_since = started = time.monotonic()
+            yield "retry: 3000\n\n"
+            while time.monotonic() - started < EVENT_STREAM_SECONDS:
+                try:
+                    snapshot = await letter_snapshot(request, slug)
+                except LetterNotFound:
+                    return
+                current = version(snapshot)
+                if current != last:
+                    last, quiet_since = current, time.monotonic()
+                    data = json.dumps(letter_json(request, snapshot), separators=(",", ":"))
+                    yield f"event: count\ndata: {data}\n\n"
+                elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+                    quiet_since = time.monotonic()
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(EVENT_INTERVAL)
+        finally:
+            streams.open -= 1
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -30,7 +30,7 @@ from letters.record.signing import signing_rules as read_signing_rules
 from letters.settings import PROJECT_ROOT, Settings
 from letters.tokens import LinkUsed, TokenError
 from letters.web import cache
-from letters.web.security import BodyTooLarge, CSRFError, check_csrf, csrf_token
+from letters.web.security import BODY_ERRORS, CSRFError, check_csrf, csrf_token
 
 T = TypeVar("T")
 NAMES_ON_LETTER_PAGE = 50
@@ -136,7 +136,7 @@ async def read_form(
     """
     try:
         form = await request.form(max_files=0, max_fields=max_fields, max_part_size=max_part_size)
-    except BodyTooLarge:
+    except BODY_ERRORS:
         raise
     except Exception:  # malformed bodies of every kind: python-multipart raises many types
         raise FormUnreadable from None

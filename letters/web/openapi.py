@@ -255,9 +255,28 @@ SCHEMAS: dict[str, Any] = {
             "reveal_at": {
                 "enum": [None, 10, 50, 100, 500],
                 "description": "Hidden signers only (a name is then required): show the name "
-                "once this many from the same organization have signed.",
+                "once this many from the same organization have signed. Ignored when "
+                "show_name is true.",
             },
         },
+        # The rules the server applies between fields: a name to show is required when the
+        # name is shown now, or later at a threshold.
+        "allOf": [
+            {
+                "if": {"required": ["show_name"], "properties": {"show_name": {"const": True}}},
+                "then": {"required": ["name"], "properties": {"name": {"pattern": "\\S"}}},
+            },
+            {
+                "if": {
+                    "required": ["reveal_at"],
+                    "properties": {
+                        "reveal_at": {"type": "integer"},
+                        "show_name": {"not": {"const": True}},
+                    },
+                },
+                "then": {"required": ["name"], "properties": {"name": {"pattern": "\\S"}}},
+            },
+        ],
     },
     "Accepted": {
         "type": "object",
@@ -267,7 +286,14 @@ SCHEMAS: dict[str, Any] = {
     "VerifyRequest": {
         "type": "object",
         "required": ["token"],
-        "properties": {"token": {"type": "string"}},
+        "properties": {
+            "token": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1000,
+                "description": "The token from the emailed link (after /confirm/).",
+            }
+        },
     },
     "Verified": {
         "type": "object",
@@ -315,7 +341,12 @@ PATHS: dict[str, Any] = {
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
                 },
-                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "after",
+                    "in": "query",
+                    "description": "Opaque: the cursor from the previous page's `next`.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
             ],
             "responses": {
                 "200": _ok("A page of names, oldest first", "Signatures"),
@@ -375,7 +406,7 @@ PATHS: dict[str, Any] = {
                     "name": "after",
                     "in": "query",
                     "description": "Start after this entry number (default 0: all of it).",
-                    "schema": {"type": "integer", "minimum": 0},
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 9_999_999_999},
                 },
             ],
             "responses": {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -14,6 +12,7 @@ from letters import i18n
 from letters.chart import chart_svg, cumulative
 from letters.models import utcnow
 from letters.record.public import LetterNotFound, daily_counts, named_signatures
+from letters.spreadsheet import to_csv
 from letters.web import cache
 from letters.web.api import iso, not_found
 from letters.web.common import (
@@ -118,19 +117,6 @@ def _rendered(request: Request, template: str, context: dict[str, object]) -> tu
     return body, etag_for(body)
 
 
-def _cell(value: object) -> str:
-    """A CSV cell that spreadsheets will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _csv(rows: list[list[object]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerows([[_cell(value) for value in row] for row in rows])
-    return buffer.getvalue()
-
-
 def _attachment(name: str) -> dict[str, str]:
     return {
         "Content-Disposition": f'attachment; filename="{name}"',
@@ -147,12 +133,12 @@ async def signatures_csv(request: Request) -> Response:
         return not_found()
 
     async def rows() -> AsyncIterator[str]:
-        yield _csv([["name", "title", "organization", "signed_at"]])
+        yield to_csv([["name", "title", "organization", "signed_at"]])
         after = None
         while True:
             async with db_session(request) as session:
                 page, after = await named_signatures(session, letter, after, CSV_BATCH)
-            yield _csv(
+            yield to_csv(
                 [[row.name, row.title, row.organization, iso(row.verified_at)] for row in page]
             )
             if after is None:
@@ -172,7 +158,7 @@ async def daily_csv(request: Request) -> Response:
         return not_found()
     async with db_session(request) as session:
         rows = await daily_counts(session, letter)
-    body = _csv([["day", "organization", "verified"], *[list(row) for row in rows]])
+    body = to_csv([["day", "organization", "verified"], *[list(row) for row in rows]])
     return Response(
         body, media_type="text/csv; charset=utf-8", headers=_attachment(f"{slug}-daily.csv")
     )

@@ -27,7 +27,7 @@ from letters.web.common import (
     settings_of,
     version,
 )
-from letters.web.security import BodyTooLarge, CSRFError, check_csrf
+from letters.web.security import BODY_ERRORS, CSRFError, check_csrf
 
 LEDGER_BATCH = 2000
 MAX_RECEIPT = 100
@@ -168,7 +168,7 @@ async def receipt(request: Request) -> Response:
     try:
         form = await request.form(max_files=0, max_fields=5, max_part_size=4096)
         check_csrf(request, form)
-    except BodyTooLarge:
+    except BODY_ERRORS:
         raise
     except CSRFError:
         context["error"] = gettext(

@@ -9,13 +9,14 @@ cross-site form cannot send without a CORS preflight that this app never grants.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from typing import Any
 
 from itsdangerous import BadSignature
 from starlette.datastructures import FormData, MutableHeaders
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from letters.i18n import N_, gettext
@@ -137,12 +138,28 @@ class BodyTooLarge(Exception):
     pass
 
 
-class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` with 413, before reading them whole."""
+class BodyTooSlow(Exception):
+    pass
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+# Raised while a view reads its body; BodyLimitMiddleware answers them, so views let them pass.
+BODY_ERRORS = (BodyTooLarge, BodyTooSlow, ClientDisconnect)
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over `max_bytes` with 413, before reading them whole, and
+    bodies that stall for `read_timeout` seconds between parts with 408, so slow clients
+    cannot hold workers. A client that goes away mid-body ends its request quietly: there
+    is no one left to answer and nothing went wrong here.
+
+    Uvicorn has no timeout for reading request headers: the proxy in front sets one (the
+    README's nginx example).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -161,14 +178,22 @@ class BodyLimitMiddleware:
 
         received = 0
         started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                return await receive()  # waiting for a disconnect: no deadline
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -182,11 +207,16 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _too_large(scope, send, 413, N_("The request body is too large."))
+        except BodyTooSlow:
+            if not started:
+                await _too_large(scope, send, 408, N_("The request body came too slowly."))
+        except ClientDisconnect:
+            pass
 
 
 async def _too_large(scope: Scope, send: Send, status: int, text: str) -> None:
     if is_api(scope.get("path", "")):
-        code = "body_too_large" if status == 413 else "bad_request"
+        code = {413: "body_too_large", 408: "request_timeout"}.get(status, "bad_request")
         body = f'{{"error": {{"code": "{code}", "message": "{text}", "field": null}}}}'.encode()
         content_type = b"application/json"
     else:
