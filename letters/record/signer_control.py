@@ -108,12 +108,13 @@ async def request_link(
     if match_domain(address.domain, rules) is None:
         raise FieldError("email", refusal_message(address.domain, rules), "domain_not_allowed")
     email_hash = signer.email_hash(address.canonical)
-    # The same limits, under the same keys, as signing: one inbox gets no more mail by
-    # mixing the two, and the limit is hit whether or not the address signed.
+    # Limits of their own, per letter: requests for sign links (anyone can make them for
+    # any address) never use up the owner's manage links, and the limit is hit whether or
+    # not the address signed.
     await hit(
         session,
         [
-            Limit(f"addr:{email_hash[:40]}", settings.limit_per_address),
+            Limit(f"manage:{letter.id}:{email_hash[:40]}", settings.limit_per_address),
             Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
             Limit("dom:" + signer.key_hash("domain", address.domain), settings.limit_per_domain),
         ],

@@ -221,8 +221,9 @@ async def request_signature(
         )
     email_hash = signer.email_hash(form.address.canonical)
     limits = [
-        # Per person across all letters: a busy instance cannot multiply one inbox's mail.
-        Limit(f"addr:{email_hash[:40]}", settings.limit_per_address),
+        # Per person and letter, apart from manage links (letters.record.signer_control):
+        # sign requests anyone can make for an address never lock its owner out of those.
+        Limit(f"sign:{letter.id}:{email_hash[:40]}", settings.limit_per_address),
         Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
         Limit("dom:" + signer.key_hash("domain", form.address.domain), settings.limit_per_domain),
     ]

@@ -149,11 +149,14 @@ def test_asking_needs_the_csrf_token(client, letter, mailbox, db):
     assert db.exec(select(ManageLink)).all() == []
 
 
-def test_asking_is_rate_limited_like_signing(database_url, mailbox, tmp_path, engine, letter):
+def test_manage_links_have_a_limit_of_their_own_per_letter(
+    database_url, mailbox, tmp_path, engine, letter
+):
     from starlette.testclient import TestClient
 
     from letters.app import create_app
 
+    make_letter(engine, "other-letter")
     settings = make_settings(
         database_url, smtp_url=mailbox.url, instance_path=tmp_path, limit_per_address=2
     )
@@ -163,8 +166,47 @@ def test_asking_is_rate_limited_like_signing(database_url, mailbox, tmp_path, en
         limited = ask(client, "nobody@microsoft.com")
         assert limited.status_code == 429
         assert int(limited.headers["retry-after"]) > 0
-        # The same per-person budget as signing: no more link emails by mixing the two.
-        assert sign_api(client, "nobody@microsoft.com").status_code == 429
+        # Spent on manage links of one letter: signing and the other letter are untouched.
+        assert sign_api(client, "nobody@microsoft.com").status_code == 202
+        assert ask(client, "nobody@microsoft.com", slug="other-letter").status_code == 303
+
+
+def test_sign_requests_by_someone_else_never_lock_the_owner_out_of_their_manage_link(
+    database_url, mailbox, tmp_path, engine, letter
+):
+    from starlette.testclient import TestClient
+
+    from letters.app import create_app
+
+    settings = make_settings(database_url, smtp_url=mailbox.url, instance_path=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        signed(client, mailbox, "ada@microsoft.com")
+        # Six hostile sign requests for Ada's address, in every spelling, from anywhere.
+        answers = [
+            sign_api(client, spelling).status_code
+            for spelling in ["ada@microsoft.com", "ADA@microsoft.com", "ada+x@microsoft.com"] * 2
+        ]
+        assert answers == [202] * 4 + [429] * 2
+        mailbox.wait_for(1 + 4)
+        # Ada still gets her manage link.
+        assert link_for(client, mailbox, "ada@microsoft.com")
+
+
+def test_the_address_limit_is_per_letter(database_url, mailbox, tmp_path, engine, letter):
+    from starlette.testclient import TestClient
+
+    from letters.app import create_app
+
+    for number in range(6):
+        make_letter(engine, f"letter-{number}")
+    settings = make_settings(database_url, smtp_url=mailbox.url, instance_path=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        for number in range(6):  # a sixth letter in the hour is no different from the first
+            response = client.post(
+                f"/api/letters/letter-{number}/signatures",
+                json={"email": "ada@microsoft.com"},
+            )
+            assert response.status_code == 202, response.text
 
 
 # --- opening a link ----------------------------------------------------------------------
