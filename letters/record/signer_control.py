@@ -11,6 +11,11 @@ nothing is.
 Row locks are taken in the order confirm and the authors' moderation use: the signature,
 then the letter's row.
 
+A signer who has lost the mailbox (they left the company) keeps control through the
+receipt shown when they confirmed: posted back (never in an address), it withdraws the
+signature or hides the name (`use_receipt`), with the same answer whether or not it
+matched anything.
+
 On a closed letter a signer may still withdraw or hide their name (see `CLOSED_ALLOWS`):
 whoever signed must always be able to take their name off a public record, and the ledger
 records each such change with its date, so the count at closing can still be recomputed.
@@ -42,7 +47,7 @@ from letters.models import (
     utcnow,
 )
 from letters.ratelimit import Limit, hit, ip_prefix
-from letters.record import counting, links, reveal
+from letters.record import counting, ledger, links, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
 from letters.record.signing import LetterClosed, LinkToSend
@@ -274,3 +279,62 @@ async def _change(
         session, signature.letter_id, signature.organization, now, signature.email_hash
     )
     return signature, signature.show_name and not details.show_name
+
+
+# Receipt uses per IP address (or IPv6 /64) per window. A receipt is 128 random bits, so
+# this is not what keeps them from being guessed; it keeps the form from being a load.
+RECEIPT_TRIES_PER_IP = 30
+
+
+async def use_receipt(
+    session: AsyncSession,
+    *,
+    slug: str,
+    receipt: str,
+    action: Action,
+    client_host: str | None,
+    signer: Signer,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Letter | None:
+    """Withdraw the signature a receipt belongs to, or hide its name. Commits.
+
+    Returns the letter after the change, or None when the receipt matches no signature of
+    this letter or there was nothing to change; callers answer both the same way.
+    Raises LetterNotFound or RateLimited; `action` is withdraw or hide (CLOSED_ALLOWS), so
+    this works on a closed letter too.
+    """
+    if action not in CLOSED_ALLOWS:
+        raise ValueError(action)
+    now = now or utcnow()
+    letter = await get_public_letter(session, slug)
+    ip = "receipt:" + signer.key_hash("ip", ip_prefix(client_host))
+    await hit(session, [Limit(ip, RECEIPT_TRIES_PER_IP)], settings.limit_window, now)
+    await session.commit()
+    # The signature's row, then the letter's (the module's lock order).
+    signature = (
+        await session.exec(
+            select(Signature)
+            .where(
+                Signature.letter_id == letter.id,
+                Signature.commitment == ledger.commitment(receipt),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if signature is None:
+        await session.rollback()
+        return None
+    await session.exec(update(Letter).where(col(Letter.id) == letter.id).values(updated_at=now))
+    if action == Action.withdraw:
+        await counting.uncount(session, signature, LedgerKind.withdrawn, now)
+    else:
+        try:
+            hidden = Details(name="", title="", show_name=False, reveal_at=None)
+            await _change(session, signature, hidden, now)
+        except NothingToChange:
+            await session.rollback()
+            return None
+    await session.commit()
+    return await session.get(Letter, letter.id, populate_existing=True)

@@ -268,8 +268,65 @@ def _details(data: dict[str, str | None], view: ManageView) -> Details:
     return details
 
 
+MAX_RECEIPT = 100
+NO_RECEIPT = N_("Paste the receipt shown when you confirmed your signature.")
+
+
+async def receipt_page(request: Request) -> Response:
+    """GET: the form; POST: withdraw or hide a name with the signer's receipt.
+
+    The receipt travels in the body only, never in an address. The answer is the same
+    whether or not it matched a signature.
+    """
+    slug = request.path_params["slug"]
+    letter = (await snapshot_or_404(request, slug)).letter
+    context: dict[str, Any] = {
+        "letter": letter,
+        "csrf": csrf_token(request),
+        "receipt": "",
+        "action": "withdraw",
+        "error": None,
+        "done": False,
+    }
+    if request.method != "POST":
+        return render(request, "manage/receipt.html", context, headers=NO_STORE)
+    try:
+        data = text_fields(await read_form(request, 5, 4096), ("receipt", "action"))
+    except (FormExpired, FormUnreadable) as error:
+        return link_problem(request, TEMPLATE, error, MESSAGES)
+    receipt = (data["receipt"] or "").strip()
+    action = Action.hide if data["action"] == Action.hide else Action.withdraw
+    context |= {"receipt": receipt[:MAX_RECEIPT], "action": action}
+    if not receipt or len(receipt) > MAX_RECEIPT:
+        context["error"] = gettext(NO_RECEIPT)
+        return render(request, "manage/receipt.html", context, 422, NO_STORE)
+    try:
+        async with db_session(request, write=True) as session:
+            changed = await signer_control.use_receipt(
+                session,
+                slug=slug,
+                receipt=receipt,
+                action=action,
+                client_host=client_host(request),
+                signer=request.app.state.signer,
+                settings=settings_of(request),
+            )
+    except RateLimited as limited:
+        return too_many(request, limited, too_many_message)
+    if changed is not None:
+        forget_letter(request, letter.id)
+    context |= {"done": True, "receipt": ""}
+    return render(request, "manage/receipt.html", context, headers=NO_STORE)
+
+
 routes = [
     Route("/letters/{slug}/manage", request_page, methods=["GET"], name="manage_ask"),
+    Route(
+        "/letters/{slug}/manage/receipt",
+        receipt_page,
+        methods=["GET", "POST"],
+        name="manage_receipt",
+    ),
     Route("/letters/{slug}/manage", request_link, methods=["POST"], name="manage_request"),
     Route("/letters/{slug}/manage/sent", link_sent, name="manage_sent"),
     Route("/manage/{token}", manage_page, methods=["GET"], name="manage"),

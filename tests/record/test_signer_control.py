@@ -628,3 +628,78 @@ def test_the_manage_page_never_prints_a_hidden_name(client, letter, mailbox, db)
     refused = act(client, token, "update", show_name="0", name="", reveal_at="7")
     assert refused.status_code == 422
     assert "Zed" not in refused.text
+
+
+# --- the receipt as a key ------------------------------------------------------------------
+
+
+def receipt_of(client, mailbox, email: str, **fields: Any) -> str:
+    """Sign and confirm through the API; the receipt the signer was shown."""
+    before = len(mailbox.messages)
+    assert sign_api(client, email, **fields).status_code == 202
+    mailbox.wait_for(before + 1)
+    confirmed = confirm_api(client, mailbox.last_token(email.lower()))
+    assert confirmed.status_code == 200
+    return str(confirmed.json()["receipt"])
+
+
+def use_receipt(client, receipt: str, action: str = "withdraw", slug: str = "test-letter") -> Any:
+    path = f"/letters/{slug}/manage/receipt"
+    page = client.get(path)
+    assert page.status_code == 200
+    data = {"csrftoken": csrf_from(page.text), "receipt": receipt, "action": action}
+    return client.post(path, data=data)
+
+
+def test_a_receipt_withdraws_a_signature_without_the_mailbox(client, letter, mailbox, db):
+    receipt = receipt_of(client, mailbox, "ada@microsoft.com")
+    receipt_of(client, mailbox, "grace@microsoft.com")
+    assert counts(db)["verified"] == 2
+
+    done = use_receipt(client, "  " + receipt + " ")
+    assert done.status_code == 200
+    assert "If this receipt belonged to a signature on this letter" in done.text
+    assert receipt not in done.text
+    assert counts(db)["verified"] == 1
+    assert_consistent(db)
+    kinds = [e.kind for e in db.exec(select(LedgerEntry).order_by(LedgerEntry.seq)).all()]
+    assert kinds[-1] == "withdrawn"
+
+    # Used again, or an unknown receipt: the same answer, and nothing changes.
+    again = use_receipt(client, receipt)
+    unknown = use_receipt(client, "0" * 32)
+    for page in (again, unknown):
+        assert page.status_code == 200
+    strip = re.compile(r'name="csrftoken" value="[^"]*"')
+    assert strip.sub("", again.text) == strip.sub("", unknown.text) == strip.sub("", done.text)
+    assert counts(db)["verified"] == 1
+
+
+def test_a_receipt_hides_a_name_and_keeps_the_signature_counted(client, letter, mailbox, db):
+    receipt = receipt_of(client, mailbox, "ada@microsoft.com", name="Ada Lovelace", show_name=True)
+    assert "Ada Lovelace" in client.get("/letters/test-letter").text
+
+    assert use_receipt(client, receipt, "hide").status_code == 200
+    c = assert_consistent(db)
+    assert (c["verified"], c["named"], c["hidden"]) == (1, 0, 1)
+    signature = db.exec(select(Signature)).one()
+    assert (signature.name, signature.title, signature.show_name) == ("", "", False)
+    assert "Ada Lovelace" not in client.get("/letters/test-letter").text
+
+
+def test_a_receipt_works_on_a_closed_letter_and_is_rate_limited(client, letter, mailbox, db):
+    receipt = receipt_of(client, mailbox, "ada@microsoft.com")
+    close(db)
+    assert use_receipt(client, receipt).status_code == 200
+    assert counts(db)["verified"] == 0
+
+    for _ in range(manage.RECEIPT_TRIES_PER_IP - 1):
+        assert use_receipt(client, "f" * 32).status_code == 200
+    assert use_receipt(client, "f" * 32).status_code == 429
+
+
+def test_a_receipt_form_without_a_receipt_says_what_is_missing(client, letter):
+    page = use_receipt(client, "   ")
+    assert page.status_code == 422
+    assert "Paste the receipt" in page.text
+    assert client.get("/letters/no-such-letter/manage/receipt").status_code == 404
