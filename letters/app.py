@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 from letters import i18n, jobs
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
 from letters.mail.backend import MailBackend, make_backend
+from letters.record.floods import FloodWatch
 from letters.record.public import LetterNotFound
 from letters.record.snapshots import signing_key
 from letters.settings import PROJECT_ROOT, Settings
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     app.state.settings = settings
     app.state.cache = cache
     app.state.event_streams = api.OpenStreams()
+    app.state.floods = FloodWatch()
     app.state.rules = TTLCache(rules_seconds(settings.cache_seconds), remember=(LetterNotFound,))
     app.state.templates = templates
     app.state.signer = signing

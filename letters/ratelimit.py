@@ -18,6 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.db import dialect_insert, table_of
 from letters.models import RateLimitHit
 
+# The most an INTEGER counter holds: a key counted, never refused.
+UNCAPPED = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class Limit:

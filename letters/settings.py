@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     limit_window: int = Field(default=3600, gt=0)
     limit_per_address: int = Field(default=5, gt=0)
     limit_per_ip: int = Field(default=500, gt=0)
-    limit_per_domain: int = Field(default=20000, gt=0)
+    # Not a cap: past this (and the domain's confirmations), a domain counts as flooded.
+    limit_per_domain: int = Field(default=500, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Seconds a request body may stall between parts before it is answered 408.
     body_read_timeout: float = Field(default=10.0, gt=0)

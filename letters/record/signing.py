@@ -66,6 +66,7 @@ from letters.models import (
 from letters.ratelimit import (
     GUARD,
     LIMITS_AT_ONCE,
+    UNCAPPED,
     Limit,
     RateLimited,
     at_once_params,
@@ -74,6 +75,8 @@ from letters.ratelimit import (
     refused,
 )
 from letters.record import blocks, counting, ledger, links, milestones, reveal
+from letters.record import floods as floods_module
+from letters.record.floods import FloodWatch
 from letters.record.public import allowed_domains, get_public_letter
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer, hash_nonce, new_nonce
@@ -196,13 +199,15 @@ async def request_signature(
     compose: Compose | None = None,
     now: datetime | None = None,
     rules: SigningRules | None = None,
+    floods: FloodWatch | None = None,
 ) -> LinkToSend:
     """Record a pending signature and queue the email with its link.
 
     On PostgreSQL the rate limits and the pending signature are one statement that
     commits by itself, and the email another; on SQLite all is one transaction, the rate
     limits last.
-    `rules` is the letter and its domains as the caller has them (read here otherwise).
+    `rules` is the letter and its domains as the caller has them (read here otherwise);
+    `floods`, the process's watch over flooded domains (letters.record.floods).
     Raises LetterNotFound, LetterClosed, FieldError or RateLimited; in each case nothing
     is written. The outcome is the same whether or not the address already signed.
     """
@@ -220,13 +225,27 @@ async def request_signature(
             "email", refusal_message(form.address.domain, rules.domains), "domain_not_allowed"
         )
     email_hash = signer.email_hash(form.address.canonical)
+    domain_key = floods_module.domain_key(signer, form.address.domain)
     limits = [
         # Per person and letter, apart from manage links (letters.record.signer_control):
         # sign requests anyone can make for an address never lock its owner out of those.
         Limit(f"sign:{letter.id}:{email_hash[:40]}", settings.limit_per_address),
         Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
-        Limit("dom:" + signer.key_hash("domain", form.address.domain), settings.limit_per_domain),
+        # Counted, never refused: a domain's count only tells when it is flooded (floods).
+        Limit(domain_key, UNCAPPED),
     ]
+    if floods is not None:
+        ip_domain = signer.key_hash("ip-domain", f"{ip_prefix(client_host)} {form.address.domain}")
+        limits += await floods.limits(
+            session,
+            letter_id=letter.id,
+            domain_key=domain_key,
+            organization=rule.organization,
+            ip_domain_key=ip_domain,
+            per_domain=settings.limit_per_domain,
+            window=settings.limit_window,
+            now=now,
+        )
     nonce = new_nonce()
     pending = {
         "letter_id": letter.id,

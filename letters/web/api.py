@@ -31,6 +31,7 @@ from letters.web.common import (
     cached,
     client_host,
     conditional,
+    credit_confirmation,
     db_session,
     etag_for,
     forget_letter,
@@ -324,6 +325,7 @@ async def sign(request: Request) -> Response:
                 settings=settings,
                 compose=signing_email(settings),
                 rules=rules,
+                floods=request.app.state.floods,
             ),
         )
     except LetterNotFound:
@@ -361,6 +363,7 @@ async def verify(request: Request) -> Response:
     except LetterClosed:
         return error(409, "letter_closed", "This letter has closed and no longer takes signatures.")
     forget_letter(request, result.letter.id)
+    credit_confirmation(request, result)
     # The receipt is shown once, here, and never stored; only its hash is in the ledger.
     return JSONResponse(
         {

@@ -23,9 +23,10 @@ from letters.i18n import N_
 from letters.mail import outbox
 from letters.markdown import excerpt, render_markdown
 from letters.ratelimit import RateLimited
+from letters.record import floods
 from letters.record.counting import SignatureGone
 from letters.record.public import LetterNotFound, LetterSnapshot, load_snapshot
-from letters.record.signing import LetterClosed, SigningRules
+from letters.record.signing import Confirmation, LetterClosed, SigningRules
 from letters.record.signing import signing_rules as read_signing_rules
 from letters.settings import PROJECT_ROOT, Settings
 from letters.tokens import LinkUsed, TokenError
@@ -102,6 +103,13 @@ async def db_session(request: Request, write: bool = False) -> AsyncIterator[Asy
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def credit_confirmation(request: Request, result: Confirmation) -> None:
+    """Tell this process's flood watch that a sign request from the domain was real."""
+    if result.outcome == "verified":
+        key = floods.domain_key(request.app.state.signer, result.signature.domain)
+        request.app.state.floods.confirmed(result.letter.id, key)
 
 
 def client_host(request: Request) -> str | None:

@@ -142,6 +142,7 @@ async def sign(request: Request) -> Response:
                 settings=settings,
                 compose=signing_email(settings),
                 rules=rules,
+                floods=request.app.state.floods,
             ),
         )
     except LetterClosed as closed:

@@ -18,6 +18,7 @@ from letters.web.common import (
     NO_STORE,
     FormExpired,
     FormUnreadable,
+    credit_confirmation,
     db_session,
     forget_letter,
     in_transaction,
@@ -72,6 +73,7 @@ async def verify_confirm(request: Request) -> Response:
     except (FormExpired, FormUnreadable, TokenError, LetterClosed) as error:
         return link_problem(request, TEMPLATE, error, MESSAGES)
     forget_letter(request, result.letter.id)
+    credit_confirmation(request, result)
     context = {
         "letter": result.letter,
         "signature": result.signature,
