@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,12 @@ def wait_until_up(base: str, server: subprocess.Popen[bytes]) -> bool:
     return False
 
 
+def port_in_use(base: str) -> bool:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) == 0
+
+
 def stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGTERM)
@@ -93,6 +100,10 @@ def main() -> int:
     base = letter_url.split("/letters/")[0]
     slug = letter_url.rsplit("/", 1)[1]
     env = {key: value for key, value in os.environ.items() if key not in UNSET}
+    if port_in_use(base):
+        # Another server there would answer in place of the one started here.
+        print(f"quickstart: something already listens at {base}: stop it first", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="letters-quickstart-") as directory:
         work = Path(directory)
         clean_copy(work)
