@@ -155,19 +155,7 @@ def import_file(engine: Engine, letter_file: LetterFile) -> Imported:
         else:
             result = Imported(letter, created=False)
         was_published = letter.published_at is not None
-        text_changed = (letter.title, letter.body) != (letter_file.title, letter_file.body)
-        if was_published and text_changed:
-            # Keep the text people signed and publish the file's as a new version
-            # (letters.authors.revisions).
-            _keep_version(session, letter, letter.version, letter.revised_at or letter.published_at)
-            letter.version += 1
-            letter.revised_at = now
-            letter.revision_note = f"Updated from a letter file (version {letter.version})."
-            result.changes.append(f"text: published as version {letter.version}")
-        elif text_changed and not result.created:
-            result.changes.append("text")
-        letter.title = letter_file.title
-        letter.body = letter_file.body
+        _bring_text(session, letter, letter_file, now, result)
         if letter.ask_title != letter_file.ask_title and not result.created:
             result.changes.append(f"ask_title: {str(letter_file.ask_title).lower()}")
         letter.ask_title = letter_file.ask_title
@@ -183,6 +171,29 @@ def import_file(engine: Engine, letter_file: LetterFile) -> Imported:
         session.commit()
         session.refresh(letter)
         return result
+
+
+def _bring_text(
+    session: Session, letter: Letter, letter_file: LetterFile, now: datetime, result: Imported
+) -> None:
+    """A draft's text becomes the file's; a published one's becomes a new version; a closed
+    one's stays (as in the author pages, a closed letter is reopened before it is revised)."""
+    if (letter.title, letter.body) == (letter_file.title, letter_file.body):
+        return
+    if not result.created and letter.status == LetterStatus.closed:
+        result.kept.append("the text: a closed letter's text does not change")
+        return
+    if letter.published_at is not None:
+        # Keep the text people signed and publish the file's as a new version.
+        _keep_version(session, letter, letter.version, letter.revised_at or letter.published_at)
+        letter.version += 1
+        letter.revised_at = now
+        letter.revision_note = f"Updated from a letter file (version {letter.version})."
+        result.changes.append(f"text: published as version {letter.version}")
+    elif not result.created:
+        result.changes.append("text")
+    letter.title = letter_file.title
+    letter.body = letter_file.body
 
 
 def _move_status(letter: Letter, wanted: LetterStatus, now: datetime, result: Imported) -> None:

@@ -290,3 +290,14 @@ def test_serve_demo_twice_leaves_an_edited_demo_letter_as_it_was(database_url, e
     with Session(engine) as session:
         assert session.exec(select(Letter)).one().status == "closed"
         assert len(session.exec(select(AllowedDomain)).all()) == 4
+
+
+def test_import_keeps_a_closed_letter_s_text(cli_env, tmp_path, engine, capsys):
+    path = tmp_path / "letter.md"
+    closed = TEST_LETTER.replace("status: published", "status: closed")
+    _import(path, closed)
+    _import(path, closed.replace("title: Test letter", "title: Another title"))
+    assert "kept: the text: a closed letter's text does not change" in capsys.readouterr().out
+    with Session(engine) as session:
+        letter = session.exec(select(Letter)).one()
+        assert (letter.title, letter.version) == ("Test letter", 1)
