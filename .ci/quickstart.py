@@ -4,7 +4,8 @@ The command runs on a clean copy of the project (the files git knows, as they ar
 work tree) in its own fresh virtual environment, without the test extras, so a dependency
 that only the tests install cannot hide a crash on start. pip's cache is reused. Once the
 server answers, the demo letter page must answer 200 and a sign request 202; then the server
-is stopped. Exit status 0 on success; otherwise the server's output is printed.
+is stopped, and every module of the package must import in that environment. Exit status 0
+on success; otherwise the server's output is printed.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def main() -> int:
                 stop(server)
         output = log_path.read_text(errors="replace")
         log_path.unlink()
+        if failure is None:
+            failure = import_everything(work)
     if failure is None and "Traceback" in output:
         failure = "the server logged a traceback"
     if failure is not None:
@@ -134,6 +137,25 @@ def main() -> int:
     seconds = time.monotonic() - started
     print(f"quickstart: the README's first command serves the demo ({seconds:.0f} s)")
     return 0
+
+
+# Every module of the package, so one imported only by a command or on a rare path cannot
+# need a package that only the test extras install.
+IMPORT_ALL = (
+    "import importlib, pkgutil, letters\n"
+    "for module in pkgutil.walk_packages(letters.__path__, 'letters.'):\n"
+    "    importlib.import_module(module.name)\n"
+)
+
+
+def import_everything(work: Path) -> str | None:
+    python = work / ".venv" / "bin" / "python"
+    imported = subprocess.run(  # noqa: S603 - the venv made by the README's command
+        [str(python), "-c", IMPORT_ALL], cwd=work, capture_output=True, text=True, check=False
+    )
+    if imported.returncode != 0:
+        return f"a module of the package does not import:\n{imported.stderr}"
+    return None
 
 
 def check(base: str, slug: str, letter_url: str, server: subprocess.Popen[bytes]) -> str | None:
