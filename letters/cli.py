@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from letters.importer import LetterFileError, import_letter, load_demo, parse_letter
+from letters.importer import LetterFileError, import_file, load_demo, parse_letter
 from letters.settings import Settings
 
 
@@ -32,7 +32,9 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
+    from letters.authors.accounts import attach_author, normalize_email
     from letters.db import make_sync_engine
+    from letters.forms import FieldError
 
     settings = _settings()
     path = Path(args.file)
@@ -42,12 +44,33 @@ def cmd_import(args: argparse.Namespace) -> None:
         sys.exit(f"letters import: cannot read {path}: {error.strerror}")
     except LetterFileError as error:
         sys.exit(f"letters import: {path}: {error}")
+    author = None
+    if args.author is not None:
+        try:
+            author = normalize_email(args.author)
+        except FieldError as error:
+            sys.exit(f"letters import: --author: {error.message}")
     engine = make_sync_engine(settings)
-    letter, created = import_letter(engine, letter_file)
-    engine.dispose()
-    action = "Created" if created else "Updated"
+    try:
+        imported = import_file(engine, letter_file)
+        role = attach_author(engine, imported.letter.slug, author) if author else None
+    finally:
+        engine.dispose()
+    letter = imported.letter
     url = f"{settings.base_url}/letters/{letter.slug}"
-    print(f"{action} letter '{letter.slug}' ({letter.status}): {url}")
+    if imported.created:
+        print(f"Created letter '{letter.slug}' ({letter.status}): {url}")
+    elif imported.changes:
+        print(f"Updated letter '{letter.slug}' ({letter.status}): {url}")
+    else:
+        print(f"Letter '{letter.slug}' ({letter.status}) is as the file says: {url}")
+    for change in imported.changes:
+        print(f"  changed: {change}")
+    for kept in imported.kept:
+        print(f"  kept: {kept}")
+    if author is not None:
+        state = f"now its {role}" if role else "already one of its authors"
+        print(f"  author: {author} is {state}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -65,9 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         migrate(settings)
     if args.demo:
         engine = make_sync_engine(settings)
-        letter = load_demo(engine)
+        demo = load_demo(engine)
         engine.dispose()
-        print(f"Demo letter: {settings.base_url}/letters/{letter.slug}")
+        state = "loaded" if demo.created else f"already here ({demo.letter.status}), left as it is"
+        print(f"Demo letter {state}: {settings.base_url}/letters/{demo.letter.slug}")
     if not settings.smtp_url:
         print("SMTP_URL is not set: emails are printed here instead of being sent.")
     uvicorn.run(
@@ -215,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
     import_parser.add_argument("file", metavar="LETTER.md")
+    import_parser.add_argument(
+        "--author",
+        metavar="EMAIL",
+        help="make EMAIL an author of the letter (its owner if it has none), to run it at /authors",
+    )
     import_parser.set_defaults(handler=cmd_import)
 
     admin = commands.add_parser("admin", help="manage the admins who allow letter authors")

@@ -15,14 +15,14 @@ The body, in Markdown.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sqlalchemy import Engine
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, select
 
 from letters.domains import normalize_domain
 from letters.models import (
@@ -117,52 +117,151 @@ def parse_letter(text: str) -> LetterFile:
     )
 
 
+# A letter moves one way: a file may publish a draft or close a letter, never go back.
+_STAGE = {LetterStatus.draft: 0, LetterStatus.published: 1, LetterStatus.closed: 2}
+
+
+@dataclass
+class Imported:
+    """What `import_file` did: `changes` it made and what it `kept` against the file."""
+
+    letter: Letter
+    created: bool
+    changes: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
 def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool]:
     """Create the letter, or update the one with the same slug. Returns (letter, created)."""
+    imported = import_file(engine, letter_file)
+    return imported.letter, imported.created
+
+
+def import_file(engine: Engine, letter_file: LetterFile) -> Imported:
+    """Create the letter, or bring the one with the same slug closer to the file. Commits.
+
+    Importing the same file again changes nothing. For a letter that exists, the file never
+    goes back on what the site did: a closed letter is not reopened nor a published one
+    unpublished, and once published its domains are only added to, never removed or
+    changed (signatures were counted under their organizations). A published text is never
+    edited in place: a different text becomes a new version.
+    """
     now = utcnow()
     with Session(engine) as session:
         letter = session.exec(select(Letter).where(Letter.slug == letter_file.slug)).first()
-        created = letter is None
         if letter is None:
             letter = Letter(slug=letter_file.slug, title="", body="", created_at=now)
-        text_changed = (letter.title, letter.body) != (letter_file.title, letter_file.body)
-        if not created and letter.published_at is not None and text_changed:
-            # Once published, a text is never edited in place: keep the text people signed
-            # and publish the file's as a new version (letters.authors.revisions).
-            _keep_version(session, letter, letter.version, letter.revised_at or letter.published_at)
-            letter.version += 1
-            letter.revised_at = now
-            letter.revision_note = f"Updated from a letter file (version {letter.version})."
-        letter.title = letter_file.title
-        letter.body = letter_file.body
+            result = Imported(letter, created=True)
+        else:
+            result = Imported(letter, created=False)
+        was_published = letter.published_at is not None
+        _bring_text(session, letter, letter_file, now, result)
+        if letter.ask_title != letter_file.ask_title and not result.created:
+            result.changes.append(f"ask_title: {str(letter_file.ask_title).lower()}")
         letter.ask_title = letter_file.ask_title
-        if letter.status != letter_file.status:
-            if letter_file.status == LetterStatus.published and letter.published_at is None:
-                letter.published_at = now
-            if letter_file.status == LetterStatus.closed:
-                letter.published_at = letter.published_at or now
-                letter.closed_at = now
-            if letter_file.status == LetterStatus.published:
-                letter.closed_at = None
-            letter.status = letter_file.status
-        letter.updated_at = now
+        _move_status(letter, letter_file.status, now, result)
         session.add(letter)
         session.flush()
         if letter.published_at is not None:
             _keep_version(session, letter, letter.version, now, letter.revision_note)
-        session.exec(delete(AllowedDomain).where(col(AllowedDomain.letter_id) == letter.id))
-        for spec in letter_file.domains:
-            session.add(
-                AllowedDomain(
-                    letter_id=letter.id,
-                    domain=spec.domain,
-                    organization=spec.organization,
-                    include_subdomains=spec.include_subdomains,
-                )
-            )
+        _bring_domains(session, letter, letter_file.domains, was_published, result)
+        if result.created or result.changes:
+            letter.updated_at = now
+            session.add(letter)
         session.commit()
         session.refresh(letter)
-        return letter, created
+        return result
+
+
+def _bring_text(
+    session: Session, letter: Letter, letter_file: LetterFile, now: datetime, result: Imported
+) -> None:
+    """A draft's text becomes the file's; a published one's becomes a new version; a closed
+    one's stays (as in the author pages, a closed letter is reopened before it is revised)."""
+    if (letter.title, letter.body) == (letter_file.title, letter_file.body):
+        return
+    if not result.created and letter.status == LetterStatus.closed:
+        result.kept.append("the text: a closed letter's text does not change")
+        return
+    if letter.published_at is not None:
+        # Keep the text people signed and publish the file's as a new version.
+        _keep_version(session, letter, letter.version, letter.revised_at or letter.published_at)
+        letter.version += 1
+        letter.revised_at = now
+        letter.revision_note = f"Updated from a letter file (version {letter.version})."
+        result.changes.append(f"text: published as version {letter.version}")
+    elif not result.created:
+        result.changes.append("text")
+    letter.title = letter_file.title
+    letter.body = letter_file.body
+
+
+def _move_status(letter: Letter, wanted: LetterStatus, now: datetime, result: Imported) -> None:
+    current = LetterStatus.draft if result.created else LetterStatus(letter.status)
+    if _STAGE[wanted] < _STAGE[current]:
+        result.kept.append(
+            f"status {current} (the file says {wanted}: a letter file never reopens "
+            "or unpublishes a letter)"
+        )
+        return
+    if wanted != current or result.created:
+        if wanted != LetterStatus.draft:
+            letter.published_at = letter.published_at or now
+        if wanted == LetterStatus.closed:
+            letter.closed_at = now
+        letter.status = wanted
+        if not result.created:
+            result.changes.append(f"status: {wanted}")
+
+
+def _same(rule: AllowedDomain, spec: DomainSpec) -> bool:
+    return (rule.organization, rule.include_subdomains) == (
+        spec.organization,
+        spec.include_subdomains,
+    )
+
+
+def _bring_domains(
+    session: Session,
+    letter: Letter,
+    specs: list[DomainSpec],
+    was_published: bool,
+    result: Imported,
+) -> None:
+    """A draft's domains become the file's; a published letter's only gain new ones."""
+    rules = session.exec(select(AllowedDomain).where(AllowedDomain.letter_id == letter.id))
+    existing = {rule.domain: rule for rule in rules}
+    wanted = {spec.domain: spec for spec in specs}
+    for domain, rule in existing.items():
+        spec = wanted.get(domain)
+        if spec is not None and _same(rule, spec):
+            continue
+        if was_published:
+            what = "not in the file" if spec is None else "changed in the file"
+            result.kept.append(
+                f"domain {domain} ({rule.organization}), {what}: domains cannot be "
+                "removed or changed after publishing"
+            )
+        else:
+            session.delete(rule)
+            if spec is None:
+                result.changes.append(f"removed {domain}")
+    session.flush()
+    for domain, spec in wanted.items():
+        before = existing.get(domain)
+        if before is not None and (was_published or _same(before, spec)):
+            continue
+        session.add(
+            AllowedDomain(
+                letter_id=letter.id,
+                domain=spec.domain,
+                organization=spec.organization,
+                include_subdomains=spec.include_subdomains,
+            )
+        )
+        if not result.created:
+            verb = "changed" if before is not None else "added"
+            result.changes.append(f"{verb} {domain} ({spec.organization})")
 
 
 def _keep_version(
@@ -187,6 +286,12 @@ def _keep_version(
         )
 
 
-def load_demo(engine: Engine) -> Letter:
-    letter, _ = import_letter(engine, parse_letter(DEMO_LETTER.read_text(encoding="utf-8")))
-    return letter
+def load_demo(engine: Engine) -> Imported:
+    """Create the demo letter, or leave the one there as it is (its authors may have
+    edited it, published a new version, closed it or added domains)."""
+    letter_file = parse_letter(DEMO_LETTER.read_text(encoding="utf-8"))
+    with Session(engine) as session:
+        letter = session.exec(select(Letter).where(Letter.slug == letter_file.slug)).first()
+    if letter is not None:
+        return Imported(letter, created=False)
+    return import_file(engine, letter_file)

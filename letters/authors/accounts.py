@@ -24,12 +24,22 @@ from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters.authors import audit
 from letters.db import writer
 from letters.domains import AddressError, parse_address
 from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.mail import compose, outbox
-from letters.models import Author, AuthorLink, AuthorSession, utcnow
+from letters.models import (
+    AuditEntry,
+    Author,
+    AuthorLink,
+    AuthorRole,
+    AuthorSession,
+    Letter,
+    LetterAuthor,
+    utcnow,
+)
 from letters.ratelimit import Limit, hit, ip_prefix
 from letters.record import links
 from letters.settings import Settings
@@ -337,6 +347,40 @@ def add_admin(engine: Engine, raw_email: str) -> bool:
         session.add(author)
         session.commit()
     return created
+
+
+def attach_author(engine: Engine, slug: str, email: str) -> str | None:
+    """`letters import --author`: make `email` (normalized) an author of the letter at `slug`,
+    its owner if it has none, else a co-author; an account is made if needed (it may work on
+    this letter, not start others). Returns the role given, or None if already an author.
+    """
+    with Session(writer(engine)) as session:
+        letter_id = session.exec(select(Letter.id).where(Letter.slug == slug)).one()
+        author = session.exec(select(Author).where(Author.email == email)).first()
+        if author is None:
+            author = Author(email=email)
+            session.add(author)
+            session.flush()
+        roles = session.exec(
+            select(LetterAuthor.author_id, LetterAuthor.role).where(
+                LetterAuthor.letter_id == letter_id
+            )
+        ).all()
+        if any(author_id == author.id for author_id, _ in roles):
+            return None
+        has_owner = any(role == AuthorRole.owner for _, role in roles)
+        role = AuthorRole.coauthor if has_owner else AuthorRole.owner
+        session.add(LetterAuthor(letter_id=letter_id, author_id=author.id, role=role))
+        session.add(
+            AuditEntry(
+                letter_id=letter_id,
+                author_email="letters import",
+                action=audit.Action.invited,
+                detail=f"{email} ({role})",
+            )
+        )
+        session.commit()
+        return str(role)
 
 
 def admins(engine: Engine) -> list[str]:

@@ -23,6 +23,7 @@ class Action(StrEnum):
     settings = "settings"
     invited = "invited"
     removed_author = "removed_author"
+    joined = "joined"
     hid_name = "hid_name"
     invalidated = "invalidated"
     delivered = "delivered"
@@ -40,6 +41,7 @@ LABELS = {
     Action.settings: N_("Changed the settings"),
     Action.invited: N_("Added a co-author"),
     Action.removed_author: N_("Removed a co-author"),
+    Action.joined: N_("Joined as an admin"),
     Action.hid_name: N_("Hid a signer's name"),
     Action.invalidated: N_("Invalidated a signature"),
     Action.delivered: N_("Delivered the letter"),

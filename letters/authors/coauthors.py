@@ -1,21 +1,31 @@
-"""Co-authors: the owner invites people by email; they sign in like any author."""
+"""Co-authors: the owner invites people by email; they sign in like any author. An admin
+may join any public letter (one loaded by `letters import` has no author until then)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
-from letters.authors.access import NotAllowed, letter_for
+from letters.authors.access import NotAllowed, letter_for, require_admin
 from letters.authors.accounts import find_author, normalize_email
 from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.mail import compose, outbox
-from letters.models import Author, AuthorRole, LetterAuthor, utcnow
+from letters.models import (
+    SLUG_PATTERN,
+    Author,
+    AuthorRole,
+    Letter,
+    LetterAuthor,
+    LetterStatus,
+    utcnow,
+)
+from letters.record.public import LetterNotFound
 from letters.settings import Settings
 
 MAX_AUTHORS = 20
@@ -117,3 +127,49 @@ async def remove(
         session, letter_id, author, audit.Action.removed_author, detail=detail, now=now
     )
     await session.commit()
+
+
+async def public_letters(session: AsyncSession, admin: Author) -> list[tuple[Letter, int]]:
+    """For an admin, the published and closed letters they are no author of, with how many
+    authors each has, most recently changed first. Drafts stay private to their authors."""
+    require_admin(admin)
+    theirs = select(LetterAuthor.letter_id).where(LetterAuthor.author_id == admin.id)
+    authors = (
+        select(func.count())
+        .where(col(LetterAuthor.letter_id) == col(Letter.id))
+        .correlate(Letter)
+        .scalar_subquery()
+    )
+    rows = await session.exec(
+        select(Letter, authors)
+        .where(col(Letter.status) != LetterStatus.draft, col(Letter.id).not_in(theirs))
+        .order_by(col(Letter.updated_at).desc(), col(Letter.id).desc())
+    )
+    return [(letter, count) for letter, count in rows.all()]
+
+
+async def join(session: AsyncSession, admin: Author, slug: str, now: datetime | None = None) -> str:
+    """An admin becomes an author of a public letter, to moderate, export or close it: its
+    owner if it has none, else a co-author. Recorded in the audit log. Commits; returns the
+    role. Raises NotAllowed, or LetterNotFound for a draft (drafts stay private)."""
+    now = now or utcnow()
+    require_admin(admin)
+    if not SLUG_PATTERN.match(slug):
+        raise LetterNotFound
+    letter = (await session.exec(select(Letter).where(Letter.slug == slug))).first()
+    if letter is None or letter.status == LetterStatus.draft:
+        raise LetterNotFound
+    assert letter.id is not None
+    current = await authors_of(session, letter.id)
+    for author, membership in current:
+        if author.id == admin.id:
+            return membership.role
+    if len(current) >= MAX_AUTHORS:
+        raise NotAllowed(gettext("A letter can have at most %(max)s authors.", max=MAX_AUTHORS))
+    has_owner = any(membership.role == AuthorRole.owner for _, membership in current)
+    role = AuthorRole.coauthor if has_owner else AuthorRole.owner
+    session.add(LetterAuthor(letter_id=letter.id, author_id=admin.id, role=role, created_at=now))
+    detail = "as owner" if role == AuthorRole.owner else "as co-author"
+    await audit.record(session, letter.id, admin, audit.Action.joined, detail=detail, now=now)
+    await session.commit()
+    return role

@@ -43,6 +43,7 @@ NEUTRAL = (
     "jwks",
     "badge",
     "health",
+    "ready",
     "static",
 )
 

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from letters.authors.accounts import add_admin
 from tests.browser.conftest import PHONE
 from tests.browser.helpers import assert_accessible, horizontal_overflow, tab_to
-from tests.conftest import Mailbox
+from tests.conftest import Mailbox, make_letter
 from tests.helpers import confirm_api, sign_api
 from tests.live import Server, http_client, running_server
 
@@ -153,6 +153,7 @@ def test_author_pages_fit_a_phone(browser: Browser, server: Server, engine: Any)
     from tests.authors.helpers import make_author, session_cookie
 
     author = make_author(engine, "ada@example.org", admin=True)
+    make_letter(engine, "imported-letter")  # listed for the admin, with a button to join it
     context = browser.new_context(base_url=server.url, viewport=PHONE)
     context.add_cookies(
         [{"name": "letters_author", "value": session_cookie(engine, author), "url": server.url}]
@@ -163,3 +164,22 @@ def test_author_pages_fit_a_phone(browser: Browser, server: Server, engine: Any)
         assert horizontal_overflow(page) == 0, path
         assert_accessible(page)
     context.close()
+
+
+def test_an_admin_joins_an_imported_letter_with_the_keyboard(
+    browser: Browser, page: Page, server: Server, engine: Any
+):
+    from tests.authors.helpers import make_author, session_cookie
+
+    make_letter(engine, "imported-letter")
+    admin = make_author(engine, "ada@example.org", admin=True)
+    page.context.add_cookies(
+        [{"name": "letters_author", "value": session_cookie(engine, admin), "url": server.url}]
+    )
+    page.goto("/authors")
+    expect(page.get_by_role("heading", name="Every public letter")).to_be_visible()
+    assert_accessible(page)
+    press_on(page, page.get_by_role("button", name="Become the owner of Test letter"))
+    assert page.url.endswith("/authors/letters/imported-letter")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Test letter")
+    assert_accessible(page)

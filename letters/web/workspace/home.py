@@ -1,18 +1,19 @@
-"""The author's home: their letters, and the admin page where admins allow new authors."""
+"""The author's home: their letters (and, for an admin, every public letter, which they may
+join), and the admin page where admins allow new authors."""
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from letters.authors import accounts
+from letters.authors import accounts, coauthors
 from letters.authors.access import my_letters, require_admin
 from letters.forms import FieldError
 from letters.i18n import N_, gettext
 from letters.models import Author
-from letters.web.common import db_session
+from letters.web.common import NO_STORE, db_session
 from letters.web.workspace.session import read_author_form, render, signed_in
 
 
@@ -20,7 +21,18 @@ from letters.web.workspace.session import read_author_form, render, signed_in
 async def home(request: Request, author: Author) -> Response:
     async with db_session(request) as session:
         letters = await my_letters(session, author)
-    return render(request, "authors/dashboard.html", {"letters": letters})
+        others = await coauthors.public_letters(session, author) if author.is_admin else []
+    return render(request, "authors/dashboard.html", {"letters": letters, "others": others})
+
+
+@signed_in
+async def join(request: Request, author: Author) -> Response:
+    """An admin becomes an author of a public letter, then lands on its page."""
+    slug = request.path_params["slug"]
+    async with db_session(request, write=True) as session:
+        await coauthors.join(session, author, slug)
+    url = request.app.url_path_for("author_letter", slug=slug)
+    return RedirectResponse(url, status_code=303, headers=NO_STORE)
 
 
 @signed_in
@@ -65,4 +77,5 @@ async def admin(request: Request, author: Author) -> Response:
 routes = [
     Route("/authors", home, name="author_home"),
     Route("/authors/admin", admin, methods=["GET", "POST"], name="author_admin"),
+    Route("/authors/letters/{slug}/join", join, methods=["POST"], name="author_join"),
 ]
