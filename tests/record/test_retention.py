@@ -58,7 +58,8 @@ def test_expired_links_and_rate_limit_rows_go_and_the_rest_stays(
     purged = purge(settings, later)
     assert purged.pending_signatures == 2
     assert purged.manage_links == 1
-    assert purged.rate_limit_rows == 4  # two addresses, one IP, one domain
+    # Sign links for two addresses, a manage link for one, one IP, one domain.
+    assert purged.rate_limit_rows == 5
     assert rows(db, PendingSignature) == rows(db, ManageLink) == rows(db, RateLimitHit) == []
     assert counts(db)["verified"] == 1  # verified signatures are never "expired"
 
