@@ -285,13 +285,28 @@ class SMTPBackend:
             return
 
 
+@dataclass(frozen=True)
+class Alerting:
+    """When the outbox tells the admins that mail is failing (letters.mail.health):
+    `failures` failed attempts within one clock hour. `base_url` makes the alert's link."""
+
+    failures: int
+    base_url: str
+
+
 class Channels:
     """Sends each message through its channel's backend; a delivery never goes out through
     the site's, nor site mail through the delivery's."""
 
-    def __init__(self, site: MailBackend, delivery: MailBackend | None) -> None:
+    def __init__(
+        self,
+        site: MailBackend,
+        delivery: MailBackend | None,
+        alerting: Alerting | None = None,
+    ) -> None:
         self.site = site
         self.delivery = delivery
+        self.alerting = alerting
 
     async def send(self, message: Message) -> None:
         if message.channel == SITE:
@@ -313,4 +328,5 @@ def make_backend(settings: Settings) -> MailBackend:
     delivery = None
     if settings.delivery_from:
         delivery = _one(settings.delivery_smtp, settings.delivery_from, signer)
-    return Channels(_one(settings.smtp, settings.sender, signer), delivery)
+    alerting = Alerting(settings.mail_alert_failures, settings.base_url)
+    return Channels(_one(settings.smtp, settings.sender, signer), delivery, alerting)

@@ -51,8 +51,8 @@ def rsa_pem(bits: int = 2048) -> bytes:
 
 
 def every_kind(settings) -> list[Message]:
-    """One of each email the site writes: signing, manage, author sign-in, milestone,
-    co-author invitation, and a delivery."""
+    """One of each email the site writes: signing, manage, every one to authors (sign-in,
+    milestone, co-author invitation, the mail alert), and a delivery."""
     env = compose.environment()
     names = sorted(p.removesuffix(".txt") for p in env.list_templates(extensions=["txt"]))
     context = {
@@ -69,6 +69,10 @@ def every_kind(settings) -> list[Message]:
         "letter": {"title": "Drop the contract"},
         "inviter": "owner@example.org",
         "sign_in": f"{settings.base_url}/authors/sign-in",
+        "failures": 20,
+        "since": "13:00",
+        "codes": ["550 5.7.1"],
+        "admin_url": f"{settings.base_url}/authors/admin",
     }
     messages = [
         compose.signing_email(settings)("signer@microsoft.com", "TOKEN"),
@@ -89,6 +93,8 @@ def every_kind(settings) -> list[Message]:
                 "as_of": "2026-11-30",
                 "organizations": [("Microsoft", 120)],
                 "names": [],
+                "named": 0,
+                "more_names": 0,
                 "hidden": 120,
                 "ledger_url": f"{settings.base_url}/api/letters/drop/ledger",
                 "reply_to": "authors@example.org",
