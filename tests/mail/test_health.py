@@ -131,3 +131,14 @@ def test_mail_health_counts_deliveries_apart(settings, mailbox, db):
     assert result.failed == 1  # no DELIVERY_FROM: the channel has no sender
     [tally] = tallies(db)
     assert (tally.channel, tally.outcome, tally.reply_code) == ("delivery", "failed", 0)
+
+
+def test_only_codes_are_read_from_a_refusal():
+    import aiosmtplib
+
+    from letters.mail.backend import refusal
+
+    refused = aiosmtplib.SMTPRecipientRefused(550, "5.1.1 <x@corp.example> unknown", "x")
+    assert refusal(aiosmtplib.SMTPRecipientsRefused([refused])) == (550, "5.1.1")
+    assert refusal(aiosmtplib.SMTPDataError(421, "try later, x@corp.example")) == (421, "")
+    assert refusal(aiosmtplib.SMTPServerDisconnected("gone")) == (0, "")
