@@ -549,11 +549,14 @@ class MailTally(SQLModel, table=True):
     `outcome` is `sent`, `failed` (tried again later) or `dropped` (given up after the last
     try); `reply_code` is the SMTP reply code (0: no reply, the server was unreachable) and
     `status` the enhanced status code ("5.7.1"). No address and no reply text: servers quote
-    the recipient in it.
+    the recipient in it. Each count is spread over a few rows (`shard`, chosen at random by
+    each attempt) so that concurrent senders seldom wait for one another's row.
     """
 
     __tablename__ = "mail_tally"
-    __table_args__ = (UniqueConstraint("hour", "channel", "outcome", "reply_code", "status"),)
+    __table_args__ = (
+        UniqueConstraint("hour", "channel", "outcome", "reply_code", "status", "shard"),
+    )
 
     id: int = Field(default=None, primary_key=True)
     hour: datetime = Field(sa_column=_timestamp())  # the unique constraint indexes it
@@ -561,6 +564,7 @@ class MailTally(SQLModel, table=True):
     outcome: str = Field(sa_column=Column(String(10), nullable=False))
     reply_code: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     status: str = Field(default="", sa_column=Column(String(9), nullable=False))
+    shard: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     last_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 

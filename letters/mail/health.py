@@ -5,13 +5,15 @@ alert to the admins when too many attempts fail within an hour.
 What is kept is only what a postmaster needs and no one can misuse: counts, SMTP reply
 codes and enhanced status codes. Never an address, a subject or a reply's text (servers
 quote the recipient in it). A tally is written in the transaction that deletes the sent
-message or reschedules the failed one, as that transaction's last statement, so the shared
-row of the hour is held for no round trip. The alert is decided like a milestone: a row per
-day inserted with ON CONFLICT DO NOTHING, so of any number of senders one queues it, once.
+message or reschedules the failed one, as that transaction's last statement, into one of
+SHARDS rows picked at random, so that concurrent senders seldom wait for the same row.
+The alert is decided like a milestone: a row per day inserted with ON CONFLICT DO NOTHING,
+so of any number of senders one queues it, once.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,6 +30,7 @@ SENT = "sent"
 FAILED = "failed"  # tried again later
 DROPPED = "dropped"  # given up after the last try
 KEEP = timedelta(days=8)
+SHARDS = 8
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -52,12 +55,14 @@ async def record(
             outcome=outcome,
             reply_code=reply_code,
             status=status[:9],
+            shard=random.randrange(SHARDS),
             count=1,
             last_at=now,
         )
         .on_conflict_do_update(
             index_elements=[
-                table.c[name] for name in ("hour", "channel", "outcome", "reply_code", "status")
+                table.c[name]
+                for name in ("hour", "channel", "outcome", "reply_code", "status", "shard")
             ],
             set_={"count": table.c.count + 1, "last_at": now},
         )
@@ -146,16 +151,23 @@ class Health:
 
 
 async def last_failures(session: AsyncSession, since: datetime, limit: int) -> list[Failure]:
+    """Failures since `since` by hour and code, the latest first."""
     rows = await session.exec(
-        select(MailTally)
-        .where(col(MailTally.outcome) != SENT, col(MailTally.hour) >= since)
-        .order_by(col(MailTally.last_at).desc())
-        .limit(limit)
+        select(MailTally).where(col(MailTally.outcome) != SENT, col(MailTally.hour) >= since)
     )
-    return [
-        Failure(row.last_at, row.channel, row.outcome, row.reply_code, row.status, row.count)
-        for row in rows.all()
-    ]
+    merged: dict[tuple[datetime, str, str, int, str], Failure] = {}
+    for row in rows.all():  # a few rows an hour: the shards are added up here
+        key = (row.hour, row.channel, row.outcome, row.reply_code, row.status)
+        seen = merged.get(key)
+        merged[key] = Failure(
+            max(row.last_at, seen.last_at) if seen else row.last_at,
+            row.channel,
+            row.outcome,
+            row.reply_code,
+            row.status,
+            row.count + (seen.count if seen else 0),
+        )
+    return sorted(merged.values(), key=lambda f: f.last_at, reverse=True)[:limit]
 
 
 async def _counts(session: AsyncSession, since: datetime) -> Counts:

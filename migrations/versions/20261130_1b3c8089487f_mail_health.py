@@ -33,10 +33,11 @@ def upgrade() -> None:
     sa.Column('outcome', sa.String(length=10), nullable=False),
     sa.Column('reply_code', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=9), nullable=False),
+    sa.Column('shard', sa.Integer(), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
     sa.Column('last_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mail_tally')),
-    sa.UniqueConstraint('hour', 'channel', 'outcome', 'reply_code', 'status', name=op.f('uq_mail_tally_hour_channel_outcome_reply_code_status'))
+    sa.UniqueConstraint('hour', 'channel', 'outcome', 'reply_code', 'status', 'shard', name=op.f('uq_mail_tally_hour_channel_outcome_reply_code_status_shard'))
     )
 
 
