@@ -144,3 +144,26 @@ def test_only_codes_are_read_from_a_refusal():
     assert refusal(aiosmtplib.SMTPRecipientsRefused([refused])) == (550, "5.1.1")
     assert refusal(aiosmtplib.SMTPDataError(421, "try later, x@corp.example")) == (421, "")
     assert refusal(aiosmtplib.SMTPServerDisconnected("gone")) == (0, "")
+
+
+def test_senders_failing_at_once_count_every_attempt_and_alert_once(
+    database_url, mailbox, engine, db
+):
+    import asyncio
+
+    settings = make_settings(database_url, smtp_url=mailbox.url, mail_alert_failures=3)
+    make_author(engine, "admin@example.org", admin=True)
+    mailbox.refuse = "451 4.7.1 try again later"
+    queue(settings, 12)
+
+    async def four_senders(maker):
+        return await asyncio.gather(
+            *(outbox.drain(maker, make_backend(settings), limit=3) for _ in range(4))
+        )
+
+    results = run(settings, four_senders)
+    assert sum(result.failed for result in results) == 12
+    assert tallies(db) == {("site", "failed", 451, "4.7.1"): 12}
+    db.rollback()
+    assert len(db.exec(select(MailAlert)).all()) == 1
+    assert len([row for row in rows(db) if row.to_address == "admin@example.org"]) == 1
