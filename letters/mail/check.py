@@ -172,6 +172,16 @@ def check_settings(settings: Settings, out: list[Finding]) -> None:
         out.append(Finding(OK, f"DKIM: signing as {signer.domain}, selector {signer.selector}"))
     if settings.delivery_from:
         out.append(Finding(OK, f"DELIVERY_FROM: {settings.delivery_from}"))
+        delivery_domain = domain_of(settings.delivery_from)
+        if signer is None or not aligned(delivery_domain, signer.domain):
+            out.append(
+                Finding(
+                    WARN,
+                    f"Deliveries from {delivery_domain} are not DKIM-signed here.",
+                    f"The relay at DELIVERY_SMTP_URL (else SMTP_URL) must sign as "
+                    f"{delivery_domain}.",
+                )
+            )
 
 
 def check_message(settings: Settings, data: bytes, out: list[Finding]) -> None:

@@ -134,3 +134,14 @@ def test_bad_arguments_are_refused_clearly(env, capsys):
             main(["mail-check", *args])
         assert exit_.value.code == 2
         assert "mail-check: error: argument" in capsys.readouterr().err
+
+
+def test_delivery_sender_records_are_checked_too(env, capsys):
+    env.setenv("DELIVERY_FROM", "deliveries@delivery.example.net")
+    records = {**GOOD, "delivery.example.net": ["v=spf1 include:_spf.other.example -all"]}
+    with serving(records) as zone:
+        code, output = mail_check(capsys, "--dns", f"127.0.0.1:{zone.port}")
+    assert code == 1
+    assert "ok    SPF (DELIVERY_FROM): v=spf1 include:_spf.other.example -all" in output
+    assert "FAIL  DMARC (DELIVERY_FROM): no record at _dmarc.delivery.example.net" in output
+    assert "warn  Deliveries from delivery.example.net are not DKIM-signed here." in output
