@@ -212,6 +212,34 @@ def cmd_admin(args: argparse.Namespace) -> None:
     print(f"{action} {args.email.strip()}: sign in at {settings.base_url}/authors/sign-in")
 
 
+def cmd_mail_check(args: argparse.Namespace) -> None:
+    from letters.mail import check
+
+    settings = _settings()
+    report = check.run(settings, lambda: check.make_resolver(args.dns))
+    if args.send_to:
+        report.section("Sending the sample").append(check.send_sample(settings, args.send_to))
+    check.print_report(report, sys.stdout)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def _dns_server(value: str) -> str:
+    from letters.mail.check import parse_server
+
+    try:
+        parse_server(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def _address(value: str) -> str:
+    if value.count("@") != 1 or not value.isprintable() or " " in value:
+        raise argparse.ArgumentTypeError(f"not an email address: {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="letters", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +300,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify_ledger.add_argument("--jwks", help="the instance's public keys (file or URL)")
     verify_ledger.add_argument("--receipt", help="check that this receipt's signature is counted")
     verify_ledger.set_defaults(handler=cmd_verify_ledger)
+
+    mail_check = commands.add_parser(
+        "mail-check",
+        help="check the sending settings, a sample email and the SPF, DKIM and DMARC records; "
+        "exit 1 if mail would likely go to spam",
+    )
+    mail_check.add_argument(
+        "--send-to", metavar="ADDRESS", type=_address, help="also send the sample to ADDRESS"
+    )
+    mail_check.add_argument(
+        "--dns",
+        metavar="SERVER",
+        type=_dns_server,
+        help="ask this DNS server (HOST or HOST:PORT) instead of the system's resolver",
+    )
+    mail_check.set_defaults(handler=cmd_mail_check)
     return parser
 
 

@@ -538,3 +538,44 @@ class FollowUp(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+# --- Mail health: kept apart from the outbox, whose rows go once sent ----------------------
+
+
+class MailTally(SQLModel, table=True):
+    """Sending attempts in one clock hour (UTC) by channel, outcome and the server's codes.
+
+    `outcome` is `sent`, `failed` (tried again later) or `dropped` (given up after the last
+    try); `reply_code` is the SMTP reply code (0: no reply, the server was unreachable) and
+    `status` the enhanced status code ("5.7.1"). No address and no reply text: servers quote
+    the recipient in it. Each count is spread over a few rows (`shard`, chosen at random by
+    each attempt) so that concurrent senders seldom wait for one another's row.
+    """
+
+    __tablename__ = "mail_tally"
+    __table_args__ = (
+        UniqueConstraint("hour", "channel", "outcome", "reply_code", "status", "shard"),
+    )
+
+    id: int = Field(default=None, primary_key=True)
+    hour: datetime = Field(sa_column=_timestamp())  # the unique constraint indexes it
+    channel: str = Field(sa_column=Column(String(10), nullable=False))
+    outcome: str = Field(sa_column=Column(String(10), nullable=False))
+    reply_code: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    status: str = Field(default="", sa_column=Column(String(9), nullable=False))
+    shard: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    last_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class MailAlert(SQLModel, table=True):
+    """A day on which the admins were told that mail was failing; the unique row makes the
+    alert go once that day."""
+
+    __tablename__ = "mail_alert"
+
+    id: int = Field(default=None, primary_key=True)
+    day: str = Field(sa_column=Column(String(10), nullable=False, unique=True))  # YYYY-MM-DD
+    failures: int = Field(sa_column=Column(Integer, nullable=False))
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
+from dataclasses import dataclass, field
 from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,6 +62,49 @@ def parse_smtp_url(url: str) -> SMTPConfig:
     )
 
 
+# A DNS name in ASCII: labels of letters, digits, hyphens and underscores.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+
+
+@dataclass(frozen=True)
+class DKIMConfig:
+    """What signs outgoing mail: the key as PKCS#1 PEM (what dkimpy reads), and the
+    public key as published in DNS (`p=`, base64 of the DER SubjectPublicKeyInfo)."""
+
+    selector: str
+    domain: str
+    private_pem: bytes = field(repr=False)
+    public_key: str
+
+    @classmethod
+    def from_pem(cls, pem: bytes, selector: str, domain: str) -> DKIMConfig:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError):
+            raise ValueError("the DKIM private key is not an unencrypted PEM key") from None
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 1024:
+            raise ValueError("the DKIM private key must be an RSA key of 1024 bits or more")
+        private_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        public_der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return cls(selector, domain, private_pem, base64.b64encode(public_der).decode())
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    @property
+    def record(self) -> str:
+        """The TXT record to publish at `record_name`."""
+        return f"v=DKIM1; k=rsa; p={self.public_key}"
+
+
 class Settings(BaseSettings):
     """Every setting of an instance. Each one is documented in README.md."""
 
@@ -78,6 +126,14 @@ class Settings(BaseSettings):
         default=N_("Your requested link"), min_length=1, max_length=200
     )
     mail_in_app: bool = True
+    # DKIM signing where this site hands mail to the recipients' servers itself (a relay
+    # such as SES or Postmark usually signs instead): a selector and an RSA private key.
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_private_key: str = ""
+    dkim_private_key_file: str = ""
+    # Admins get an email when this many messages failed within an hour (at most daily).
+    mail_alert_failures: int = Field(default=20, gt=0)
     # A letter's delivery to its recipient goes from this other address (the authors choose
     # the display name and Reply-To), through DELIVERY_SMTP_URL if set, else SMTP_URL.
     delivery_from: str = ""
@@ -143,6 +199,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("dkim_selector", "dkim_domain")
+    @classmethod
+    def _check_dns_label(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if value and not DNS_NAME.fullmatch(value):
+            raise ValueError("must be a DNS name such as 'mail2026' or 'example.org'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_dkim(self) -> Settings:
+        if self.dkim_private_key and self.dkim_private_key_file:
+            raise ValueError("set DKIM_PRIVATE_KEY or DKIM_PRIVATE_KEY_FILE, not both")
+        keyed = bool(self.dkim_private_key or self.dkim_private_key_file)
+        if keyed != bool(self.dkim_selector):
+            raise ValueError("set DKIM_SELECTOR and a DKIM private key together, or neither")
+        if keyed and self.dkim is None:  # reads and checks the key now, not at the first email
+            raise ValueError("DKIM_SELECTOR is required")
+        return self
+
     @model_validator(mode="after")
     def _check_oidc(self) -> Settings:
         given = [bool(self.oidc_issuer), bool(self.oidc_client_id), bool(self.oidc_client_secret)]
@@ -189,6 +264,27 @@ class Settings(BaseSettings):
         """Where deliveries go out: DELIVERY_SMTP_URL, else the site's SMTP_URL."""
         url = self.delivery_smtp_url or self.smtp_url
         return parse_smtp_url(url) if url else None
+
+    @property
+    def sender_domain(self) -> str:
+        """The domain of MAIL_FROM's address, lower case."""
+        address = parseaddr(self.mail_from)[1] or self.mail_from
+        return address.rpartition("@")[2].lower()
+
+    @property
+    def dkim(self) -> DKIMConfig | None:
+        """The DKIM signing key, selector and domain (DKIM_DOMAIN, else MAIL_FROM's), or None."""
+        if not self.dkim_selector:
+            return None
+        if self.dkim_private_key_file:
+            try:
+                pem = Path(self.dkim_private_key_file).read_bytes()
+            except OSError as error:
+                raise ValueError(f"cannot read DKIM_PRIVATE_KEY_FILE: {error.strerror}") from None
+        else:
+            # Environment variables hold one line: accept "\n" for the key's line breaks.
+            pem = self.dkim_private_key.replace("\\n", "\n").encode()
+        return DKIMConfig.from_pem(pem, self.dkim_selector, self.dkim_domain or self.sender_domain)
 
     @property
     def oidc_enabled(self) -> bool:

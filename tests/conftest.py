@@ -120,12 +120,15 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 @dataclass
 class Mailbox:
-    """Messages received by a real SMTP server (aiosmtpd) running for the test."""
+    """Messages received by a real SMTP server (aiosmtpd) running for the test, as parsed
+    and as they came (`raw`). Set `refuse` to a reply ("550 5.7.1 ...") to refuse them."""
 
     host: str
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    refuse: str = ""
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -133,9 +136,12 @@ class Mailbox:
         return f"smtp://{self.host}:{self.port}"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            return self.refuse
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self._arrived:
             self.messages.append(message)  # type: ignore[arg-type]
+            self.raw.append(envelope.original_content or envelope.content)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self._arrived.notify_all()
         return "250 OK"

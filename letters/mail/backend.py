@@ -6,26 +6,75 @@ goes from DELIVERY_FROM, with the display name its authors chose, through
 DELIVERY_SMTP_URL (else SMTP_URL): the employer's mail logs then do not tie the neutral
 sender of signing links to the campaign, and a block on the delivery sender cannot block
 signing links. `Channels` routes each message by its channel.
+
+Every email is dated, given its Message-ID and DKIM-signed when it leaves (`wire`), never
+when it is queued: a retry can go hours later. The site's own mail says
+`Auto-Submitted: auto-generated` (RFC 3834: no out-of-office answers to a no-reply sender).
+A delivery does not: it is a letter its authors wrote and chose to send, whose answer is
+awaited at its Reply-To. A message is DKIM-signed when its From domain is DKIM_DOMAIN or
+under it (what DMARC's relaxed alignment counts); a signature by another domain would not
+help it, and would tie a delivery sent from a domain of its own to the site's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import secrets
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Protocol, TextIO
 
 import aiosmtplib
+import dkim
 
-from letters.settings import Settings, SMTPConfig
+from letters.settings import DKIMConfig, Settings, SMTPConfig
+
+# Headers the DKIM signature covers; From is signed twice so that none can be added.
+SIGNED_HEADERS = [
+    b"From",
+    b"From",
+    b"To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"Reply-To",
+    b"Auto-Submitted",
+    b"MIME-Version",
+    b"Content-Type",
+]
+# "5.7.1" at the start of a reply's text (RFC 3463); the rest of the text is never kept.
+ENHANCED_STATUS = re.compile(r"\A([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class MailError(Exception):
-    """The message could not be handed to the mail server."""
+    """The message could not be handed to the mail server.
+
+    `reply_code` is the server's SMTP reply code (0 when it gave none: unreachable, timed
+    out) and `status` its enhanced status code ("5.7.1", or ""). The reply's text is
+    dropped: servers quote the recipient's address in it.
+    """
+
+    def __init__(self, description: str, reply_code: int = 0, status: str = "") -> None:
+        super().__init__(description)
+        self.reply_code = reply_code
+        self.status = status
+
+
+def refusal(error: aiosmtplib.SMTPException) -> tuple[int, str]:
+    """The reply code and enhanced status code of a server's refusal, (0, "") if none."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
+        error = error.recipients[0]
+    if isinstance(error, aiosmtplib.SMTPResponseException) and error.code > 0:
+        match = ENHANCED_STATUS.match(error.message.strip())
+        return error.code, match.group(1) if match else ""
+    return 0, ""
 
 
 SITE = "site"
@@ -57,16 +106,22 @@ class MailBackend(Protocol):
     async def send(self, message: Message) -> None: ...
 
 
-def build_email(message: Message, mail_from: str) -> EmailMessage:
-    """The email as it leaves: from `mail_from` (with the message's display name, if any)."""
-    email = EmailMessage()
+def build_email(message: Message, mail_from: str, now: datetime | None = None) -> EmailMessage:
+    """The email as it leaves: from `mail_from` (with the message's display name, if any),
+    dated `now`, its parts in 7-bit transfer encodings so that no relay re-encodes (and so
+    breaks the DKIM signature of) a body."""
+    email = EmailMessage(policy=policy.SMTP.clone(cte_type="7bit"))
     address = parseaddr(mail_from)[1] or mail_from
     email["From"] = formataddr((message.from_name, address)) if message.from_name else mail_from
     email["To"] = message.to
     if message.reply_to:
         email["Reply-To"] = message.reply_to
     email["Subject"] = message.subject
-    email["Message-ID"] = make_msgid(domain=address.rsplit("@", 1)[-1] or None)
+    email["Date"] = format_datetime(now or datetime.now(UTC))
+    # A random id on the sender's domain: no host name, process id or time in it.
+    email["Message-ID"] = f"<{secrets.token_hex(16)}@{domain_of(address)}>"
+    if message.channel == SITE:
+        email["Auto-Submitted"] = "auto-generated"
     email.set_content(message.text)
     email.add_alternative(message.html, subtype="html")
     for attachment in message.attachments:
@@ -78,6 +133,43 @@ def build_email(message: Message, mail_from: str) -> EmailMessage:
             filename=attachment.filename,
         )
     return email
+
+
+def domain_of(address: str) -> str:
+    """An address's domain in lower-case ASCII (IDNA), "localhost" for none."""
+    domain = address.rpartition("@")[2].strip().lower() or "localhost"
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def aligned(domain: str, dkim_domain: str) -> bool:
+    """Whether a From domain is the DKIM domain or under it (DMARC relaxed alignment,
+    without a public suffix list: a DKIM domain of "example.org" covers "mail.example.org")."""
+    return domain == dkim_domain or domain.endswith("." + dkim_domain)
+
+
+def wire(
+    message: Message, mail_from: str, signer: DKIMConfig | None, now: datetime | None = None
+) -> tuple[str, bytes, bool]:
+    """The envelope sender, the message's bytes as sent (DKIM-signed when `signer` covers
+    its From domain) and whether it needs SMTPUTF8 (an address outside ASCII)."""
+    email = build_email(message, mail_from, now)
+    sender = parseaddr(mail_from)[1] or mail_from
+    utf8 = not (sender.isascii() and message.to.isascii())
+    data = email.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+    if signer is not None and aligned(domain_of(sender), signer.domain):
+        signature = dkim.sign(
+            data,
+            signer.selector.encode(),
+            signer.domain.encode(),
+            signer.private_pem,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=[h for h in SIGNED_HEADERS if h.decode() in email],
+        )
+        data = signature + data
+    return sender, data, utf8
 
 
 class ConsoleBackend:
@@ -114,10 +206,17 @@ class SMTPBackend:
 
     MAX_IDLE = 30.0
 
-    def __init__(self, config: SMTPConfig, mail_from: str, keep: int = 8) -> None:
+    def __init__(
+        self,
+        config: SMTPConfig,
+        mail_from: str,
+        keep: int = 8,
+        signer: DKIMConfig | None = None,
+    ) -> None:
         self.config = config
         self.mail_from = mail_from
         self.keep = keep
+        self.signer = signer
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -156,7 +255,8 @@ class SMTPBackend:
         return client
 
     async def send(self, message: Message) -> None:
-        email = build_email(message, self.mail_from)
+        sender, data, utf8 = wire(message, self.mail_from, self.signer)
+        options = ["SMTPUTF8"] if utf8 else []
         config = self.config
         client = self._take()
         for attempt in (1, 2):
@@ -164,7 +264,7 @@ class SMTPBackend:
             try:
                 if client is None:
                     client = await self._connect()
-                await client.send_message(email)
+                await client.sendmail(sender, [message.to], data, mail_options=options)
             except (aiosmtplib.SMTPException, OSError) as error:
                 if client is not None:
                     with contextlib.suppress(Exception):
@@ -173,21 +273,40 @@ class SMTPBackend:
                 gone = isinstance(error, aiosmtplib.SMTPServerDisconnected | OSError)
                 if reused and gone and attempt == 1:
                     continue
-                # The error names the server, never the recipient.
+                # The error names the server and the reply's codes, never the recipient.
+                code, status = (
+                    refusal(error) if isinstance(error, aiosmtplib.SMTPException) else (0, "")
+                )
+                said = f" {code} {status}".rstrip() if code else ""
                 raise MailError(
-                    f"{type(error).__name__} from {config.host}:{config.port}"
+                    f"{type(error).__name__}{said} from {config.host}:{config.port}", code, status
                 ) from None
             self._give_back(client)
             return
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """When the outbox tells the admins that mail is failing (letters.mail.health):
+    `failures` failed attempts within one clock hour. `base_url` makes the alert's link."""
+
+    failures: int
+    base_url: str
 
 
 class Channels:
     """Sends each message through its channel's backend; a delivery never goes out through
     the site's, nor site mail through the delivery's."""
 
-    def __init__(self, site: MailBackend, delivery: MailBackend | None) -> None:
+    def __init__(
+        self,
+        site: MailBackend,
+        delivery: MailBackend | None,
+        alerting: Alerting | None = None,
+    ) -> None:
         self.site = site
         self.delivery = delivery
+        self.alerting = alerting
 
     async def send(self, message: Message) -> None:
         if message.channel == SITE:
@@ -198,12 +317,16 @@ class Channels:
             raise MailError(f"no sender is set up for {message.channel!r} mail (DELIVERY_FROM)")
 
 
-def _one(smtp: SMTPConfig | None, mail_from: str) -> MailBackend:
-    return ConsoleBackend(mail_from) if smtp is None else SMTPBackend(smtp, mail_from)
+def _one(smtp: SMTPConfig | None, mail_from: str, signer: DKIMConfig | None) -> MailBackend:
+    if smtp is None:
+        return ConsoleBackend(mail_from)
+    return SMTPBackend(smtp, mail_from, signer=signer)
 
 
 def make_backend(settings: Settings) -> MailBackend:
+    signer = settings.dkim
     delivery = None
     if settings.delivery_from:
-        delivery = _one(settings.delivery_smtp, settings.delivery_from)
-    return Channels(_one(settings.smtp, settings.sender), delivery)
+        delivery = _one(settings.delivery_smtp, settings.delivery_from, signer)
+    alerting = Alerting(settings.mail_alert_failures, settings.base_url)
+    return Channels(_one(settings.smtp, settings.sender, signer), delivery, alerting)

@@ -119,6 +119,21 @@ async def letter_authors(session: AsyncSession, letter_id: int) -> list[Author]:
     return list(rows.all())
 
 
+async def to_admins(session: AsyncSession, name: str, context: dict[str, Any]) -> list[int]:
+    """Queue `authors/{name}` to every admin who can sign in, in the caller's transaction and
+    the site's default language (nobody asked for it)."""
+    rows = await session.exec(
+        select(Author.email)
+        .where(col(Author.is_admin).is_(True), col(Author.disabled_at).is_(None))
+        .order_by(col(Author.id))
+    )
+    ids = []
+    with i18n.using(i18n.DEFAULT):
+        for email in rows.all():
+            ids.append(await outbox.enqueue(session, render(f"authors/{name}", email, context)))
+    return ids
+
+
 async def to_authors(
     session: AsyncSession, letter_id: int, name: str, context: dict[str, Any]
 ) -> list[int]:

@@ -9,7 +9,8 @@ take the same message. A message a request queues for its own process to send ri
 after answering is written already leased (`enqueue(lease=True)`, then `send_leased`):
 no claim transaction. A sent message is deleted, and with it the only plaintext copy of
 the recipient's address. A sender that dies mid-send leaves its lease to expire, and the
-message is tried again.
+message is tried again. Every attempt is counted, with the server's codes only, in the
+transaction that deletes or reschedules its message (letters.mail.health).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from letters.mail.backend import Attachment, MailBackend, MailError, Message
+from letters.mail.backend import Attachment, Channels, MailBackend, MailError, Message
 from letters.models import Delivery, Letter, OutboxMessage, utcnow
 
 logger = logging.getLogger("letters.mail.outbox")
@@ -183,16 +184,26 @@ async def drain(
             break
         for row in batch:
             result += await _send_one(maker, backend, row)
+    if result.sent or result.failed:
+        from letters.mail import health  # health queues its alert through this module
+
+        async with maker() as session:
+            await health.prune(session, utcnow())
+            await session.commit()
     return result
 
 
 async def _send_one(
     maker: async_sessionmaker[AsyncSession], backend: MailBackend, row: OutboxMessage
 ) -> DrainResult:
+    from letters.mail import health  # health queues its alert through this module
+
     try:
         await backend.send(message_of(row))
     except MailError as error:
         attempts = row.attempts + 1
+        now = utcnow()
+        outcome = health.DROPPED if attempts >= MAX_ATTEMPTS else health.FAILED
         async with maker() as session:
             if attempts >= MAX_ATTEMPTS:
                 # Give up: the link inside has expired long ago, and the address must go.
@@ -211,11 +222,15 @@ async def _send_one(
                     )
                 )
                 logger.warning("outbox message %s not sent (try %s): %s", row.id, attempts, error)
+            await health.record(session, row.channel, outcome, now, error.reply_code, error.status)
+            if isinstance(backend, Channels) and backend.alerting is not None:
+                await health.alert_if_failing(session, backend.alerting, now)
             await session.commit()
         return DrainResult(failed=1)
     async with maker() as session:
         await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
         await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
+        await health.record(session, row.channel, health.SENT, utcnow())
         await session.commit()
     return DrainResult(sent=1)
 

@@ -1,5 +1,5 @@
 """The author's home: their letters (and, for an admin, every public letter, which they may
-join), and the admin page where admins allow new authors."""
+join), and the admin page where admins allow new authors and watch the mail's health."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from letters.authors import accounts, coauthors
 from letters.authors.access import my_letters, require_admin
 from letters.forms import FieldError
 from letters.i18n import N_, gettext
-from letters.models import Author
+from letters.mail import health
+from letters.models import Author, utcnow
 from letters.web.common import NO_STORE, db_session
 from letters.web.workspace.session import read_author_form, render, signed_in
 
@@ -70,7 +71,8 @@ async def admin(request: Request, author: Author) -> Response:
                 status = 422
     async with db_session(request) as session:
         authors = await accounts.list_authors(session)
-    context = {"authors": authors, "errors": errors, "notice": notice}
+        mail = await health.summary(session, utcnow())
+    context = {"authors": authors, "errors": errors, "notice": notice, "mail": mail}
     return render(request, "authors/admin.html", context, status)
 
 
