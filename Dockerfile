@@ -1,15 +1,24 @@
-# The image runs the README's install without the test extras. The project is installed in
-# place (-e): templates, static files and migrations live beside the package, in /app.
-FROM python:3.11.11-slim-bookworm
+# The image runs the README's install without the test extras, from a built wheel: the
+# package carries its templates, static files, migrations and alembic.ini (setup.py), so
+# the final stage holds no source tree, only the installed package.
+FROM python:3.11.11-slim-bookworm AS build
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml setup.py MANIFEST.in README.md alembic.ini ./
 COPY letters ./letters
 COPY templates ./templates
 COPY static ./static
 COPY migrations ./migrations
-RUN pip install --no-cache-dir -e . \
+RUN pip wheel --no-cache-dir --no-deps -w /wheels .
+
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    INSTANCE_PATH=/app/instance
+WORKDIR /app
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --create-home letters && mkdir -p /app/instance && chown letters /app/instance
 USER letters
 EXPOSE 8000

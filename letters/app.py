@@ -16,7 +16,8 @@ from letters.mail.backend import MailBackend, make_backend
 from letters.record.floods import FloodWatch
 from letters.record.public import LetterNotFound
 from letters.record.snapshots import signing_key
-from letters.settings import PROJECT_ROOT, Settings
+from letters.resources import STATIC
+from letters.settings import Settings
 from letters.tokens import Signer
 from letters.web import (
     api,
@@ -63,7 +64,7 @@ def make_routes() -> list[BaseRoute]:
         *api.routes,
         *health.routes,
         *language.routes,
-        Mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
 

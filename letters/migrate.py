@@ -5,12 +5,13 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 
-from letters.settings import PROJECT_ROOT, Settings
+from letters.resources import ALEMBIC_INI, MIGRATIONS
+from letters.settings import Settings
 
 
 def alembic_config(settings: Settings) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["settings"] = settings
     config.attributes["configure_logger"] = False
     return config

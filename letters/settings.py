@@ -17,7 +17,10 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from letters.i18n import N_
+from letters.resources import default_instance_path
 
+# The source tree, for the tests and tools that read it; the files the app reads at run time
+# are found through letters.resources (a wheel carries them inside the package).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
@@ -138,7 +141,7 @@ class Settings(BaseSettings):
     # the display name and Reply-To), through DELIVERY_SMTP_URL if set, else SMTP_URL.
     delivery_from: str = ""
     delivery_smtp_url: str = ""
-    instance_path: Path = PROJECT_ROOT / "instance"
+    instance_path: Path = Field(default_factory=default_instance_path)
     link_max_age: int = Field(default=24 * 3600, gt=0)
     limit_window: int = Field(default=3600, gt=0)
     limit_per_address: int = Field(default=5, gt=0)

@@ -23,7 +23,8 @@ from letters import i18n
 from letters.mail import outbox
 from letters.mail.backend import DELIVERY, Attachment, Message
 from letters.models import Author, LetterAuthor
-from letters.settings import PROJECT_ROOT, Settings
+from letters.resources import EMAIL_TEMPLATES
+from letters.settings import Settings
 
 # Builds the email that carries a link: (address, token) -> Message.
 Compose = Callable[[str, str], Message]
@@ -33,7 +34,7 @@ Compose = Callable[[str, str], Message]
 def environment() -> Environment:
     """Templates for mail: HTML parts are escaped, plain-text parts are not."""
     env = Environment(
-        loader=FileSystemLoader(PROJECT_ROOT / "templates" / "email"),
+        loader=FileSystemLoader(EMAIL_TEMPLATES),
         autoescape=select_autoescape(["html"]),
         keep_trailing_newline=True,
     )

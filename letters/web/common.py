@@ -28,7 +28,8 @@ from letters.record.counting import SignatureGone
 from letters.record.public import LetterNotFound, LetterSnapshot, load_snapshot
 from letters.record.signing import Confirmation, LetterClosed, SigningRules
 from letters.record.signing import signing_rules as read_signing_rules
-from letters.settings import PROJECT_ROOT, Settings
+from letters.resources import TEMPLATES
+from letters.settings import Settings
 from letters.tokens import LinkUsed, TokenError
 from letters.web import cache
 from letters.web.security import BODY_ERRORS, CSRFError, check_csrf, csrf_token
@@ -82,7 +83,7 @@ def make_templates() -> Jinja2Templates:
     """The pages' template environment: translated, with the helpers templates call."""
     from letters.web.language import return_path  # the switcher's helper; it imports this
 
-    templates = Jinja2Templates(directory=PROJECT_ROOT / "templates")
+    templates = Jinja2Templates(directory=TEMPLATES)
     i18n.install(templates.env)
     templates.env.globals["csrf_token"] = csrf_token
     templates.env.globals["return_path"] = return_path
