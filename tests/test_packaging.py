@@ -78,9 +78,7 @@ def test_the_wheel_carries_templates_static_files_migrations_translations_and_th
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
 
 
-def test_an_installed_wheel_migrates_and_serves_the_demo_from_outside_the_project(
-    wheel, tmp_path
-):
+def test_an_installed_wheel_migrates_and_serves_the_demo_from_outside_the_project(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel],
