@@ -33,6 +33,18 @@ def build_stage_sources() -> list[str]:
     return sources
 
 
+def pip(*args: str | Path) -> None:
+    """Run this Python's pip; on failure, show what it said."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "-q", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def source_files(folder: str) -> set[str]:
     """The files of a top-level folder of the checkout, as paths relative to the project."""
     return {
@@ -54,12 +66,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(PROJECT_ROOT / name, source / name)
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    pip("wheel", "--no-deps", "-w", dist, source)
     (built,) = dist.glob("letters-*.whl")
     return built
 
@@ -80,18 +87,14 @@ def test_the_wheel_carries_templates_static_files_migrations_translations_and_th
 
 def test_an_installed_wheel_migrates_and_serves_the_demo_from_outside_the_project(wheel, tmp_path):
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    pip("install", "--no-deps", "--target", target, wheel)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     database_url = f"sqlite:///{tmp_path / 'letters.db'}"
     # Only the installed package: not the checkout the tests run from (the dependencies come
     # from this Python's own site-packages).
     env = base_env(database_url, PYTHONPATH=str(target))
+    env.pop("INSTANCE_PATH", None)
 
     where = subprocess.run(
         [
