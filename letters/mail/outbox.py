@@ -18,6 +18,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -54,26 +55,38 @@ async def enqueue(
     (`send_leased`); if this process dies first, the lease runs out and any sender tries it.
     """
     now = now or utcnow()
-    row = OutboxMessage(
-        to_address=message.to,
-        subject=message.subject,
-        text=message.text,
-        html=message.html,
-        created_at=now,
-        next_attempt_at=now,
-        channel=message.channel,
-        from_name=message.from_name,
-        reply_to=message.reply_to,
-        attachments=json.dumps([asdict(a) for a in message.attachments])
-        if message.attachments
-        else "",
-        delivery_id=delivery_id,
-        locked_until=now + LEASE if lease else None,
-    )
+    row = OutboxMessage(**row_values(message, now, delivery_id=delivery_id, lease=lease))
     session.add(row)
     await session.flush()
     assert row.id is not None
     return row.id
+
+
+def row_values(
+    message: Message, now: datetime, delivery_id: int | None = None, lease: bool = False
+) -> dict[str, Any]:
+    """The columns of a queued message (`ROW_COLUMNS`), for `enqueue` and for statements
+    that queue an email together with what it is about (letters.record.signing)."""
+    return {
+        "to_address": message.to,
+        "subject": message.subject,
+        "text": message.text,
+        "html": message.html,
+        "created_at": now,
+        "next_attempt_at": now,
+        "locked_until": now + LEASE if lease else None,
+        "attempts": 0,
+        "channel": message.channel,
+        "from_name": message.from_name,
+        "reply_to": message.reply_to,
+        "attachments": json.dumps([asdict(a) for a in message.attachments])
+        if message.attachments
+        else "",
+        "delivery_id": delivery_id,
+    }
+
+
+ROW_COLUMNS = tuple(row_values(Message(to="", subject="", text="", html=""), utcnow()))
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ signature is used once (`UPDATE ... WHERE used_at IS NULL`) and a person is coun
 its count are written, or neither is, on SQLite and PostgreSQL alike.
 
 Both hot paths are lean (measured in bench/storm.py against a reference written straight
-on psycopg), with statements built once. On PostgreSQL, a sign request counts its rate
-limits and writes the pending signature in one statement that commits by itself
-(`_SIGN_PG`: the per-IP and per-domain rows everyone from one office or company shares
-are never held across a round trip), then its email (already leased to this
-process, which sends it after the commit) in another. A confirmation reads its
+on psycopg), with statements built once. On PostgreSQL, a sign request takes its pending
+signature's id from the sequence, then counts its rate limits and writes the pending
+signature and its email (already leased to this process, which sends it after the commit)
+in one statement that commits by itself (`_SIGN_PG`: the per-IP and per-domain rows
+everyone from one office or company shares are never held across a round trip, and a
+pending signature never exists without its email). A confirmation reads its
 link, then does everything else in one statement that commits by itself (`_COUNT_IN_PG`):
 claim the link, insert the signature, lock the letter's row and move its counters and
 ledger length and head (the entry's hash computed in SQL from the canonical JSON prepared
@@ -167,21 +168,50 @@ _PENDING_COLUMNS = (
     "created_at",
     "expires_at",
 )
-# PostgreSQL: the rate limits and the pending signature in one statement, undone as a whole
-# (nothing counted, nothing written) when a limit is exceeded (see letters.ratelimit).
-_SIGN_PG = text(
-    """
+# PostgreSQL: the rate limits, the pending signature and its email in one statement, undone
+# as a whole (nothing counted, nothing written) when a limit is exceeded (see
+# letters.ratelimit). The pending signature's id is taken from its sequence beforehand
+# (`_RESERVE_PG`, which locks nothing), so that its link and email are written before the
+# statement, and a pending signature never exists without its email.
+_RESERVE_PG = text("SELECT nextval(pg_get_serial_sequence('pending_signature', 'id'))")
+_OUTBOX_CASTS = {
+    "created_at": "TIMESTAMPTZ",
+    "next_attempt_at": "TIMESTAMPTZ",
+    "locked_until": "TIMESTAMPTZ",
+    "attempts": "INTEGER",
+    "delivery_id": "INTEGER",
+}
+_SIGN_PG_SQL = """
 WITH LIMITS_AT_ONCE, pending AS (
-    INSERT INTO pending_signature (PENDING_COLUMNS)
-    SELECT :letter_id, :email_hash, :domain, :organization, :name, :title, :show_name,
-        CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :expires_at
+    INSERT INTO pending_signature (id, PENDING_COLUMNS)
+    SELECT :pending_id, :letter_id, :email_hash, :domain, :organization, :name, :title,
+        :show_name, CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :expires_at
     WHERE NOT EXISTS (SELECT 1 FROM refused)
     RETURNING id
+)QUEUED
+SELECT GUARD AS guard, OUTBOX_ID AS outbox_id
+""".replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE).replace(
+    "PENDING_COLUMNS", ", ".join(_PENDING_COLUMNS)
 )
-SELECT GUARD AS guard, (SELECT id FROM pending) AS pending_id
-""".replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE)
-    .replace("PENDING_COLUMNS", ", ".join(_PENDING_COLUMNS))
+_QUEUED = """, queued AS (
+    INSERT INTO outbox_message (OUTBOX_COLUMNS)
+    SELECT OUTBOX_VALUES FROM pending
+    RETURNING id
+)""".replace("OUTBOX_COLUMNS", ", ".join(outbox.ROW_COLUMNS)).replace(
+    "OUTBOX_VALUES",
+    ", ".join(
+        f"CAST(:mail_{name} AS {_OUTBOX_CASTS[name]})" if name in _OUTBOX_CASTS else f":mail_{name}"
+        for name in outbox.ROW_COLUMNS
+    ),
+)
+# With its email, and without (a caller that passes no `compose`).
+_SIGN_PG = text(
+    _SIGN_PG_SQL.replace("QUEUED", _QUEUED)
     .replace("GUARD", GUARD)
+    .replace("OUTBOX_ID", "(SELECT id FROM queued)")
+)
+_SIGN_PG_NO_MAIL = text(
+    _SIGN_PG_SQL.replace("QUEUED", "").replace("GUARD", GUARD).replace("OUTBOX_ID", "NULL")
 )
 
 
@@ -199,9 +229,9 @@ async def request_signature(
 ) -> LinkToSend:
     """Record a pending signature and queue the email with its link.
 
-    On PostgreSQL the rate limits and the pending signature are one statement that
-    commits by itself, and the email another; on SQLite all is one transaction, the rate
-    limits last.
+    On PostgreSQL the rate limits, the pending signature and its email are one statement
+    that commits by itself (after the pending signature's id is taken from its sequence);
+    on SQLite all is one transaction, the rate limits last.
     `rules` is the letter and its domains as the caller has them (read here otherwise).
     Raises LetterNotFound, LetterClosed, FieldError or RateLimited; in each case nothing
     is written. The outcome is the same whether or not the address already signed.
@@ -240,16 +270,28 @@ async def request_signature(
         "created_at": now,
         "expires_at": now + timedelta(seconds=settings.link_max_age),
     }
+    lease = settings.mail_in_app
+    outbox_id = leased = None
+    message = None
     at_once = session.bind is not None and session.bind.dialect.name == "postgresql"
     if at_once:
-        # One statement that commits by itself: the limits (the per-IP and per-domain rows
-        # everyone from one office or company shares are held for it only) and the pending
-        # signature; then, by itself too, its email. A failure between the two leaves at
-        # most a pending signature nobody has a link to, which expires.
+        # The pending signature's id first (a sequence, no lock), so that its link and email
+        # are ready; then one statement that commits by itself: the limits (the per-IP and
+        # per-domain rows everyone from one office or company shares are held for it only),
+        # the pending signature and its email, all or nothing.
         connection = await session.connection(execution_options=on_its_own(session))
+        pending_id = (await connection.execute(_RESERVE_PG)).scalar_one()
+        token = links.make(signer, links.SIGNER, pending_id, nonce)
         params = at_once_params(limits, settings.limit_window, now) | pending
+        params["pending_id"] = pending_id
+        statement = _SIGN_PG_NO_MAIL
+        if compose is not None:
+            message = compose(form.address.email, token)
+            row = outbox.row_values(message, now, lease=lease)
+            params |= {f"mail_{name}": value for name, value in row.items()}
+            statement = _SIGN_PG
         try:
-            pending_id = (await connection.execute(_SIGN_PG, params)).one().pending_id
+            outbox_id = (await connection.execute(statement, params)).one().outbox_id
         except DBAPIError as error:
             limited = refused(error, settings.limit_window, now)
             if limited is None:
@@ -257,23 +299,22 @@ async def request_signature(
             await session.rollback()
             raise limited from None
     else:
+        # SQLite: one transaction, the rate limits last (a refusal rolls everything back).
         connection = await session.connection()
         pending_id = (await connection.execute(_INSERT_PENDING, pending)).scalar_one()
-    token = links.make(signer, links.SIGNER, pending_id, nonce)
-    outbox_id = leased = None
-    if compose is not None:
-        message = compose(form.address.email, token)
-        lease = settings.mail_in_app
-        outbox_id = await outbox.enqueue(session, message, now, lease=lease)
-        leased = outbox.Leased(outbox_id, message) if lease else None
-    if not at_once:
-        # SQLite: last, in the same transaction (a refusal rolls everything back).
+        token = links.make(signer, links.SIGNER, pending_id, nonce)
+        if compose is not None:
+            message = compose(form.address.email, token)
+            outbox_id = await outbox.enqueue(session, message, now, lease=lease)
         try:
             await hit(session, limits, settings.limit_window, now)
         except RateLimited:
             await session.rollback()
             raise
     await session.commit()
+    if message is not None and lease:
+        assert outbox_id is not None
+        leased = outbox.Leased(outbox_id, message)
     return LinkToSend(
         email=form.address.email,
         token=token,
