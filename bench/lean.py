@@ -10,7 +10,7 @@ LINK_MAX_AGE, LIMIT_*), so its runs are checked by the same `bench.common.exact`
 - `POST /api/letters/{slug}/signatures {"email", "name", "title", "show_name"}`: the
   address parsed and matched against the letter's domains (the app's own parsing), then
   one transaction: the three rate-limit upserts (per address, IP and domain) in one
-  statement, the pending signature, the email with its link in the outbox, already
+  statement, the pending signature, the email with its link in the outbox (sealed), already
   leased to this process. Answers 202, then sends the email in one new SMTP session and
   deletes the outbox row (a crash between the two leaves the email to be sent again, as
   the app's outbox guarantees).
@@ -46,6 +46,7 @@ from starlette.routing import Route
 
 from letters.domains import match_domain
 from letters.forms import FieldError, SignatureInput
+from letters.mail import outbox
 from letters.mail.backend import Message, build_email
 from letters.record import ledger, links
 from letters.settings import Settings
@@ -65,9 +66,8 @@ INSERT INTO pending_signature (letter_id, email_hash, domain, organization, name
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 """
 INSERT_OUTBOX = """
-INSERT INTO outbox_message (to_address, subject, text, html, created_at, next_attempt_at,
-    locked_until, attempts)
-VALUES (%s, %s, %s, %s, %s, %s, %s, 0) RETURNING id
+INSERT INTO outbox_message (id, sealed, created_at, next_attempt_at, locked_until, attempts)
+VALUES (%s, %s, %s, %s, %s, 0)
 """
 CLAIM = """
 UPDATE pending_signature SET used_at = %(now)s
@@ -225,23 +225,13 @@ class Lean:
                 "<p>Open this link to confirm your email address:</p>"
                 f'<p><a href="{link}">{link}</a></p>'
             )
-            outbox_id = (
-                await (
-                    await conn.execute(
-                        INSERT_OUTBOX,
-                        (
-                            form.address.email,
-                            "Confirm your email address",
-                            text,
-                            html,
-                            now,
-                            now,
-                            now + timedelta(seconds=60),
-                        ),
-                    )
-                ).fetchone()
-            )[0]  # type: ignore[index]
-        message = Message(form.address.email, "Confirm your email address", text, html)
+            message = Message(form.address.email, "Confirm your email address", text, html)
+            # Sealed, as the app queues it (letters.mail.outbox).
+            outbox_id = outbox.new_id()
+            sealed = outbox.seal(settings.keys, message, outbox_id)
+            await conn.execute(
+                INSERT_OUTBOX, (outbox_id, sealed, now, now, now + timedelta(seconds=60))
+            )
         return JSONResponse(
             {"status": "check_your_email"},
             status_code=202,

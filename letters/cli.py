@@ -107,9 +107,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         try:
             while True:
-                result = await outbox.drain(maker, backend)
-                if result.sent or result.failed:
-                    print(f"sent {result.sent}, failed {result.failed}", flush=True)
+                result = await outbox.drain(maker, backend, settings.keys)
+                if result.sent or result.failed or result.dropped:
+                    print(
+                        f"sent {result.sent}, failed {result.failed}, dropped {result.dropped}",
+                        flush=True,
+                    )
                 await purge_expired(maker)
                 if args.once or stop.is_set():
                     break

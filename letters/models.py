@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Index,
@@ -243,7 +244,8 @@ class RateLimitHit(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """An email waiting to be sent. The row, and the address in it, is deleted once sent.
+    """An email waiting to be sent, sealed (letters.mail.outbox): the row holds no readable
+    address, link or text. It is deleted once sent.
 
     Most emails go from the site's neutral sender (MAIL_FROM). A letter's delivery goes on
     the `delivery` channel: from its own sender and mail server (DELIVERY_FROM,
@@ -252,27 +254,20 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
 
-    id: int = Field(default=None, primary_key=True)
-    to_address: str = Field(sa_column=Column(String(254), nullable=False))
-    subject: str = Field(sa_column=Column(String(200), nullable=False))
-    text: str = Field(sa_column=Column(Text, nullable=False))
-    html: str = Field(sa_column=Column(Text, nullable=False))
+    # Chosen in code (at random) before the row is written: the sealed message is bound to it.
+    id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+        )
+    )
+    # The message (recipient, subject, bodies, channel, sender's name, Reply-To,
+    # attachments), sealed under a key derived from SECRET_KEY (letters.sealing).
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     locked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     last_error: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
-    channel: str = Field(
-        default="site", sa_column=Column(String(10), nullable=False, server_default="site")
-    )
-    from_name: str = Field(
-        default="", sa_column=Column(String(100), nullable=False, server_default="")
-    )
-    reply_to: str = Field(
-        default="", sa_column=Column(String(254), nullable=False, server_default="")
-    )
-    # JSON: [{"filename", "media_type", "content"}], text attachments only.
-    attachments: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     # The delivery this email carries: marked sent (or failed) when the server answers.
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
 

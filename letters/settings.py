@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from letters.i18n import N_
+from letters.sealing import Keyring, keyring
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     database_url: str = ""
     secret_key: str = ""
+    # Earlier secret keys, comma-separated: what they sealed still opens, what they keyed
+    # still matches, until `letters rotate-key` has moved everything to SECRET_KEY.
+    old_secret_keys: str = ""
     base_url: str = "http://127.0.0.1:8000"
     smtp_url: str = ""
     mail_from: str = "Letters <no-reply@localhost>"
@@ -166,6 +170,12 @@ class Settings(BaseSettings):
             # The console backend would print addresses and live links to the logs.
             raise ValueError("SMTP_URL must be set in production")
         return self
+
+    @property
+    def keys(self) -> Keyring:
+        """SECRET_KEY, which seals, and OLD_SECRET_KEYS, which still open (built once)."""
+        older = tuple(key.strip() for key in self.old_secret_keys.split(",") if key.strip())
+        return keyring(self.secret_key, older)
 
     @property
     def smtp(self) -> SMTPConfig | None:

@@ -23,6 +23,7 @@ from letters import i18n
 from letters.mail import outbox
 from letters.mail.backend import DELIVERY, Attachment, Message
 from letters.models import Author, LetterAuthor
+from letters.sealing import Keyring
 from letters.settings import PROJECT_ROOT, Settings
 
 # Builds the email that carries a link: (address, token) -> Message.
@@ -120,7 +121,7 @@ async def letter_authors(session: AsyncSession, letter_id: int) -> list[Author]:
 
 
 async def to_authors(
-    session: AsyncSession, letter_id: int, name: str, context: dict[str, Any]
+    session: AsyncSession, keys: Keyring, letter_id: int, name: str, context: dict[str, Any]
 ) -> list[int]:
     """Queue `authors/{name}` to every author of the letter, in the caller's transaction.
 
@@ -131,5 +132,5 @@ async def to_authors(
     with i18n.using(i18n.DEFAULT):
         for author in await letter_authors(session, letter_id):
             message = render(f"authors/{name}", author.email, context)
-            ids.append(await outbox.enqueue(session, message))
+            ids.append(await outbox.enqueue(session, keys, message))
     return ids

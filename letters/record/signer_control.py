@@ -140,7 +140,7 @@ async def request_link(
         letter_id=letter.id,
         email_hash=email_hash,
     )
-    outbox_id = await outbox.enqueue(session, compose(address.email, token), now)
+    outbox_id = await outbox.enqueue(session, settings.keys, compose(address.email, token), now)
     await session.commit()
     return LinkToSend(email=address.email, token=token, letter=letter, outbox_id=outbox_id)
 

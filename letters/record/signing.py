@@ -175,6 +175,7 @@ _PENDING_COLUMNS = (
 # statement, and a pending signature never exists without its email.
 _RESERVE_PG = text("SELECT nextval(pg_get_serial_sequence('pending_signature', 'id'))")
 _OUTBOX_CASTS = {
+    "id": "BIGINT",
     "created_at": "TIMESTAMPTZ",
     "next_attempt_at": "TIMESTAMPTZ",
     "locked_until": "TIMESTAMPTZ",
@@ -287,7 +288,7 @@ async def request_signature(
         statement = _SIGN_PG_NO_MAIL
         if compose is not None:
             message = compose(form.address.email, token)
-            row = outbox.row_values(message, now, lease=lease)
+            row = outbox.row_values(settings.keys, message, now, lease=lease)
             params |= {f"mail_{name}": value for name, value in row.items()}
             statement = _SIGN_PG
         try:
@@ -305,7 +306,7 @@ async def request_signature(
         token = links.make(signer, links.SIGNER, pending_id, nonce)
         if compose is not None:
             message = compose(form.address.email, token)
-            outbox_id = await outbox.enqueue(session, message, now, lease=lease)
+            outbox_id = await outbox.enqueue(session, settings.keys, message, now, lease=lease)
         try:
             await hit(session, limits, settings.limit_window, now)
         except RateLimited:

@@ -426,3 +426,58 @@ def test_the_manage_request_form_is_labelled(client, letter):
         page = client.get(path).text
         assert '<label for="manage_email">' in page
         assert 'id="manage_email"' in page
+
+
+def raw_database(settings: Settings, engine: Any) -> str:
+    """Everything on disk: on SQLite the database file and its write-ahead log, free pages
+    included; on PostgreSQL every row, then every table's and index's file as written at a
+    checkpoint, dead row versions (not yet vacuumed) included."""
+    if not ON_POSTGRES:
+        path = Path(settings.database_url.removeprefix("sqlite:///"))
+        files = (path, path.with_name(path.name + "-wal"))
+        return "\n".join(f.read_bytes().decode("latin-1") for f in files if f.exists())
+    dump = []
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CHECKPOINT")
+        for name in inspect(connection).get_table_names():
+            table = Table(name, MetaData(), autoload_with=connection)
+            for row in connection.execute(sa_select(table)):
+                dump.append(" | ".join(str(value) for value in row))
+        relations = connection.exec_driver_sql(
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 't')"
+        ).scalars()
+        for path in relations:
+            if path:
+                raw = connection.exec_driver_sql(
+                    "SELECT pg_read_binary_file(%(path)s)", {"path": path}
+                ).scalar_one()
+                dump.append(bytes(raw).decode("latin-1"))
+    return "\n".join(dump)
+
+
+def test_no_address_or_link_is_readable_on_disk_while_emails_wait_or_after(
+    settings, letter, mailbox, engine, db
+):
+    from letters.mail import outbox
+
+    settings.mail_in_app = False  # the emails wait in the outbox until drained below
+    emails = [f"disk.reader.{n}@microsoft.com" for n in range(3)]
+    with TestClient(create_app(settings)) as client:
+        for email in emails:
+            assert sign_api(client, email, name="Quietly Disked", show_name="0").status_code == 202
+        # Waiting: the addresses and links are in the queued emails, sealed.
+        assert len(db.exec(select(OutboxMessage)).all()) == 3
+        raw = raw_database(settings, engine)
+        assert "microsoft.com" in raw  # the scan does read the rows (the domain is kept)
+        assert find_secrets(raw, emails) == []
+        state = client.app.state
+        client.portal.call(outbox.drain, state.writer, state.mail, settings.keys)
+        mailbox.wait_for(3)
+        tokens = [mailbox.last_token(to=email) for email in emails]
+        for token in tokens:
+            assert confirm_api(client, token).status_code == 200
+    # Sent, deleted and confirmed: what the rows held as first written is still in the
+    # files (the write-ahead log, dead row versions), and shows nothing.
+    assert find_secrets(raw_database(settings, engine), emails + tokens) == []
