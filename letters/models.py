@@ -150,9 +150,10 @@ class OrganizationCount(SQLModel, table=True):
 class PendingSignature(SQLModel, table=True):
     """A request to sign (or to re-confirm) waiting for its magic link to be used.
 
-    It holds what the signer typed, the keyed hash of their address and the hash of the
-    link's nonce. The link and the plaintext address live only in the queued email
-    (`OutboxMessage`), which is deleted once it is handed to the mail server.
+    It holds what the signer typed (the name and title sealed: letters.record.names), the
+    keyed hash of their address and the hash of the link's nonce. The link and the address
+    live only in the queued email (`OutboxMessage`, sealed too), which is deleted once it
+    is handed to the mail server.
     """
 
     __tablename__ = "pending_signature"
@@ -162,8 +163,8 @@ class PendingSignature(SQLModel, table=True):
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     domain: str = Field(sa_column=Column(String(253), nullable=False))
     organization: str = Field(sa_column=Column(String(100), nullable=False))
-    name: str = Field(default="", sa_column=Column(String(100), nullable=False))
-    title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    # Name and title, sealed and bound to `nonce_hash` ("" when neither was given).
+    sealed_name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     show_name: bool = False
     reveal_at: int | None = Field(default=None, sa_column=Column(Integer))
     nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
@@ -185,8 +186,11 @@ class Signature(SQLModel, table=True):
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     domain: str = Field(sa_column=Column(String(253), nullable=False))
     organization: str = Field(sa_column=Column(String(100), nullable=False))
+    # In clear only while shown; a hidden name and title are kept in `sealed_name`, bound
+    # to (letter_id, email_hash) (letters.record.names).
     name: str = Field(default="", sa_column=Column(String(100), nullable=False))
     title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    sealed_name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     show_name: bool = False
     # A hidden signer's choice: show my name once this many from my organization signed.
     reveal_at: int | None = Field(default=None, sa_column=Column(Integer))

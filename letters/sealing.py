@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE_BYTES = 12
 OUTBOX = "outbox"
+NAMES = "names"
 
 
 class Unsealable(Exception):

@@ -42,10 +42,11 @@ from letters.models import (
     utcnow,
 )
 from letters.ratelimit import Limit, hit, ip_prefix
-from letters.record import counting, links, reveal
+from letters.record import counting, links, names, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
 from letters.record.signing import LetterClosed, LinkToSend
+from letters.sealing import Keyring
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer
 
@@ -241,7 +242,7 @@ async def apply(
             if action == Action.hide:
                 details = Details(name="", title="", show_name=False, reveal_at=None)
             assert details is not None
-            result = await _change(session, signature, details, now)
+            result = await _change(session, signature, details, settings.keys, now)
     except NothingToChange:
         await session.rollback()
         raise
@@ -252,10 +253,11 @@ async def apply(
 
 
 async def _change(
-    session: AsyncSession, signature: Signature, details: Details, now: datetime
+    session: AsyncSession, signature: Signature, details: Details, keys: Keyring, now: datetime
 ) -> tuple[Signature, bool]:
     """Apply new details, moving the named/hidden counts and the ledger as confirm does."""
-    before = (signature.show_name, signature.name, signature.title, signature.reveal_at)
+    name, title = names.of_signature(keys, signature)
+    before = (signature.show_name, name, title, signature.reveal_at)
     after = (details.show_name, details.name, details.title, details.reveal_at)
     if before == after:
         raise NothingToChange
@@ -268,8 +270,9 @@ async def _change(
         title=details.title,
         reveal_at=details.reveal_at,
         now=now,
+        keys=keys,
     )
     await reveal.release(
-        session, signature.letter_id, signature.organization, now, signature.email_hash
+        session, keys, signature.letter_id, signature.organization, now, signature.email_hash
     )
     return signature, signature.show_name and not details.show_name

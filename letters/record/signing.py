@@ -74,7 +74,7 @@ from letters.ratelimit import (
     ip_prefix,
     refused,
 )
-from letters.record import blocks, counting, ledger, links, milestones, reveal
+from letters.record import blocks, counting, ledger, links, milestones, names, reveal
 from letters.record.public import allowed_domains, get_public_letter
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer, hash_nonce, new_nonce
@@ -141,8 +141,7 @@ _INSERT_PENDING = (
                 "email_hash",
                 "domain",
                 "organization",
-                "name",
-                "title",
+                "sealed_name",
                 "show_name",
                 "reveal_at",
                 "nonce_hash",
@@ -160,8 +159,7 @@ _PENDING_COLUMNS = (
     "email_hash",
     "domain",
     "organization",
-    "name",
-    "title",
+    "sealed_name",
     "show_name",
     "reveal_at",
     "nonce_hash",
@@ -185,7 +183,7 @@ _OUTBOX_CASTS = {
 _SIGN_PG_SQL = """
 WITH LIMITS_AT_ONCE, pending AS (
     INSERT INTO pending_signature (id, PENDING_COLUMNS)
-    SELECT :pending_id, :letter_id, :email_hash, :domain, :organization, :name, :title,
+    SELECT :pending_id, :letter_id, :email_hash, :domain, :organization, :sealed_name,
         :show_name, CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :expires_at
     WHERE NOT EXISTS (SELECT 1 FROM refused)
     RETURNING id
@@ -258,16 +256,19 @@ async def request_signature(
         Limit("dom:" + signer.key_hash("domain", form.address.domain), settings.limit_per_domain),
     ]
     nonce = new_nonce()
+    nonce_hash = hash_nonce(nonce)
     pending = {
         "letter_id": letter.id,
         "email_hash": email_hash,
         "domain": form.address.domain,
         "organization": rule.organization,
-        "name": form.name,
-        "title": form.title,
+        # Sealed: nothing a pending signature holds is public yet.
+        "sealed_name": names.seal(
+            settings.keys, form.name, form.title, names.of_pending_row(nonce_hash)
+        ),
         "show_name": form.show_name,
         "reveal_at": form.reveal_at,
-        "nonce_hash": hash_nonce(nonce),
+        "nonce_hash": nonce_hash,
         "created_at": now,
         "expires_at": now + timedelta(seconds=settings.link_max_age),
     }
@@ -332,6 +333,9 @@ class PendingView:
     letter: Letter
     pending: PendingSignature
     used: bool
+    # The name and title the signer chose to show, opened for this page ("" if hidden).
+    name: str = ""
+    title: str = ""
 
 
 async def inspect_link(
@@ -344,7 +348,11 @@ async def inspect_link(
     letter = await session.get(Letter, pending.letter_id)
     if letter is None or letter.status == LetterStatus.draft:
         raise links.invalid(links.SIGNER)
-    return PendingView(letter=letter, pending=pending, used=pending.used_at is not None)
+    used = pending.used_at is not None
+    name, title = "", ""
+    if pending.show_name and not used:
+        name, title = names.of_pending(settings.keys, pending)
+    return PendingView(letter=letter, pending=pending, used=used, name=name, title=title)
 
 
 _LETTER = table_of(Letter)
@@ -387,10 +395,10 @@ WITH claimed AS (
     RETURNING id
 ), inserted AS (
     INSERT INTO signature (letter_id, email_hash, domain, organization, name, title,
-        show_name, reveal_at, commitment, verified_at, updated_at, letter_version,
-        name_hidden_by_authors)
-    SELECT :letter_id, :email_hash, :domain, :organization, :name, :title, :show_name,
-        CAST(:reveal_at AS INTEGER), :commitment, :now, :now,
+        sealed_name, show_name, reveal_at, commitment, verified_at, updated_at,
+        letter_version, name_hidden_by_authors)
+    SELECT :letter_id, :email_hash, :domain, :organization, :name, :title, :sealed_name,
+        :show_name, CAST(:reveal_at AS INTEGER), :commitment, :now, :now,
         (SELECT version FROM letter WHERE id = :letter_id), false
     FROM claimed
     ON CONFLICT (letter_id, email_hash) DO NOTHING
@@ -520,7 +528,9 @@ async def confirm(
     receipt = ledger.new_receipt()
     commitment = ledger.commitment(receipt)
     named = bool(pending["show_name"])
-    salt, digest = ledger.new_name(named, pending["name"], pending["title"])
+    # Opened here, in memory: kept in clear only if shown (letters.record.names).
+    name, title = names.of_pending(settings.keys, pending)
+    salt, digest = ledger.new_name(named, name, title)
     day = now.date().isoformat()
     values = {
         "now": now,
@@ -529,16 +539,17 @@ async def confirm(
         "email_hash": pending["email_hash"],
         "domain": pending["domain"],
         "organization": pending["organization"],
-        "name": pending["name"],
-        "title": pending["title"],
+        **names.signature_columns(
+            settings.keys, pending["letter_id"], pending["email_hash"], named, name, title
+        ),
         "show_name": named,
         "reveal_at": None if named else pending["reveal_at"],
         "commitment": commitment,
         "named": int(named),
         "hidden": int(not named),
         "day": day,
-        "entry_name": pending["name"] if named else "",
-        "entry_title": pending["title"] if named else "",
+        "entry_name": name if named else "",
+        "entry_title": title if named else "",
         "salt": salt,
         "entry_digest": digest,
         "prefix": ledger.chain_prefix(
@@ -562,9 +573,9 @@ async def confirm(
     letter_id = pending["letter_id"]
     if counted.letter is None:
         # Counted already: this person signed before. Take their new details.
-        await _update_existing(session, _pending_row(pending), now)
+        await _update_existing(session, _pending_row(pending), name, title, settings, now)
         await reveal.release(
-            session, letter_id, pending["organization"], now, pending["email_hash"]
+            session, settings.keys, letter_id, pending["organization"], now, pending["email_hash"]
         )
         await session.commit()
         return await _confirmation(session, letter_id, pending["email_hash"], "updated", None)
@@ -575,9 +586,10 @@ async def confirm(
         await milestones.check(session, letter_id, settings, now, letter)
         # Names waiting for this organization's count to reach their threshold: shown
         # together with the count that reached it.
-        if reveal.may_release(counted.organization_count, values["reveal_at"], pending["name"]):
+        if reveal.may_release(counted.organization_count, values["reveal_at"], name):
             shown = await reveal.release(
                 session,
+                settings.keys,
                 letter_id,
                 pending["organization"],
                 now,
@@ -595,8 +607,9 @@ async def confirm(
         email_hash=pending["email_hash"],
         domain=pending["domain"],
         organization=pending["organization"],
-        name=pending["name"],
-        title=pending["title"],
+        # In memory only, for the page that thanks the signer.
+        name=name,
+        title=title,
         show_name=named,
         reveal_at=values["reveal_at"],
         commitment=commitment,
@@ -707,6 +720,7 @@ def _steps(dialect: str) -> _Steps:
             organization=bindparam("organization"),
             name=bindparam("name"),
             title=bindparam("title"),
+            sealed_name=bindparam("sealed_name"),
             show_name=bindparam("show_name"),
             reveal_at=bindparam("reveal_at", type_=Integer()),
             commitment=bindparam("commitment"),
@@ -819,8 +833,16 @@ async def _count_step_by_step(connection: AsyncConnection, values: dict[str, Any
     )
 
 
-async def _update_existing(session: AsyncSession, pending: PendingSignature, now: datetime) -> None:
-    """A person who already signed confirmed again: take their new details, count nothing new.
+async def _update_existing(
+    session: AsyncSession,
+    pending: PendingSignature,
+    name: str,
+    title: str,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """A person who already signed confirmed again: take their new details (`name` and
+    `title` opened from the pending signature), count nothing new.
 
     The row is locked (`FOR UPDATE` on PostgreSQL; SQLite's transaction already holds the
     write lock) so two concurrent re-confirmations cannot both move a named/hidden count.
@@ -843,8 +865,9 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
         session,
         signature,
         show_name=pending.show_name,
-        name=pending.name,
-        title=pending.title,
+        name=name,
+        title=title,
         reveal_at=pending.reveal_at,
         now=now,
+        keys=settings.keys,
     )
