@@ -43,6 +43,7 @@ class Keyring:
 
     def __init__(self, current: str, older: tuple[str, ...] = ()) -> None:
         self.current = current
+        self.older = tuple(secret for secret in older if secret != current)
         self.secrets = {key_id(secret): secret for secret in (*older, current)}
         self.current_id = key_id(current)
         self._ciphers: dict[tuple[str, str], AESGCM] = {}

@@ -15,6 +15,8 @@ from letters.i18n import N_
 from letters.sealing import Keyring, keyring
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET_FILE = "secret_key"  # noqa: S105 (a file name)
+OLD_SECRETS_FILE = "old_secret_keys"
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
 
@@ -158,10 +160,16 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_path / 'letters.db'}"
         self.database_url = normalize_database_url(self.database_url)
+        if self.environment == "production":
+            _check_no_key_beside_the_database(self.database_url)
         if not self.secret_key:
             if self.environment == "production":
                 raise ValueError("SECRET_KEY must be set in production")
+            # Development: a key kept in the instance folder, beside the SQLite database, so
+            # one copy of the folder holds both (README: "The key beside the data").
             self.secret_key = _instance_secret(self.instance_path)
+            if not self.old_secret_keys:
+                self.old_secret_keys = _instance_old_secrets(self.instance_path)
         elif self.environment == "production" and (
             self.secret_key.lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
         ):
@@ -226,9 +234,42 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _check_no_key_beside_the_database(database_url: str) -> None:
+    """Production: refuse a key file in the SQLite database's folder (a copy of the folder
+    would hold the data and the key that protects it)."""
+    if not database_url.startswith("sqlite:///"):
+        return
+    folder = Path(database_url.removeprefix("sqlite:///")).parent
+    for name in (SECRET_FILE, OLD_SECRETS_FILE):
+        if (folder / name).exists():
+            raise ValueError(
+                f"a key file ({folder / name}) sits beside the database: in production, set "
+                "SECRET_KEY (and OLD_SECRET_KEYS) from outside the data folder, and delete "
+                "the file"
+            )
+
+
+def _instance_old_secrets(instance_path: Path) -> str:
+    path = instance_path / OLD_SECRETS_FILE
+    return path.read_text().strip() if path.exists() else ""
+
+
+def rotate_instance_secret(instance_path: Path, new_key: str) -> tuple[str, str]:
+    """Development: make `new_key` the instance's key and keep the old one in
+    `instance/old_secret_keys` (newest first); (old key, OLD_SECRET_KEYS as now written)."""
+    old = _instance_secret(instance_path)
+    older = [key for key in _instance_old_secrets(instance_path).split(",") if key]
+    listed = ",".join([old, *older])
+    for name, value in ((OLD_SECRETS_FILE, listed), (SECRET_FILE, new_key)):
+        path = instance_path / name
+        path.write_text(value)
+        path.chmod(0o600)
+    return old, listed
+
+
 def _instance_secret(instance_path: Path) -> str:
     """Create once, then reuse, a secret key kept in the local instance folder."""
-    path = instance_path / "secret_key"
+    path = instance_path / SECRET_FILE
     if path.exists():
         return path.read_text().strip()
     instance_path.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from letters.models import (
     utcnow,
 )
 from letters.ratelimit import Limit, hit, ip_prefix
-from letters.record import counting, links, names, reveal
+from letters.record import counting, links, names, rekey, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
 from letters.record.signing import LetterClosed, LinkToSend
@@ -121,6 +121,8 @@ async def request_link(
         settings.limit_window,
         now,
     )
+    # After a key change, what this address's older hash names moves to this one.
+    await rekey.address(session, settings.keys, address.canonical, email_hash)
     await session.commit()
     signed = (
         await session.exec(

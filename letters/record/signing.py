@@ -74,7 +74,7 @@ from letters.ratelimit import (
     ip_prefix,
     refused,
 )
-from letters.record import blocks, counting, ledger, links, milestones, names, reveal
+from letters.record import blocks, counting, ledger, links, milestones, names, rekey, reveal
 from letters.record.public import allowed_domains, get_public_letter
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer, hash_nonce, new_nonce
@@ -255,6 +255,11 @@ async def request_signature(
         Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
         Limit("dom:" + signer.key_hash("domain", form.address.domain), settings.limit_per_domain),
     ]
+    if settings.keys.older:
+        # After a key change: what this address's older hash names moves to this one first
+        # (letters.record.rekey), so a returning signer is recognized.
+        await rekey.address(session, settings.keys, form.address.canonical, email_hash)
+        await session.commit()
     nonce = new_nonce()
     nonce_hash = hash_nonce(nonce)
     pending = {
