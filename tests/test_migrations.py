@@ -137,3 +137,57 @@ def test_emails_queued_before_the_outbox_was_sealed_are_sealed_and_still_go(tmp_
         "the link",
         (),
     )
+
+
+def test_hidden_and_pending_names_stored_in_clear_are_sealed_by_the_upgrade(tmp_path, database_url):
+    from alembic import command
+    from sqlalchemy import text
+    from sqlmodel import Session, select
+
+    from letters.models import PendingSignature, Signature
+    from letters.record import names
+
+    settings = make_settings(database_url if ON_POSTGRES else f"sqlite:///{tmp_path / 'names.db'}")
+    config = alembic_config(settings)
+    if ON_POSTGRES:
+        command.downgrade(config, "base")
+    command.upgrade(config, "b51e0c7a3f42")  # the last revision with names in clear
+    now = {"now": "2026-01-02T03:04:05+00:00"}
+    engine = make_sync_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO letter (id, slug, title, body, status, ask_title, created_at,"
+                " updated_at, verified_count, named_count, hidden_count) VALUES (1, 'old',"
+                " 'Old', 'Body', 'published', true, :now, :now, 2, 1, 1)"
+            ),
+            now,
+        )
+        for number, (name, shown) in enumerate([("Shown Person", True), ("Hidden Person", False)]):
+            connection.execute(
+                text(
+                    "INSERT INTO signature (letter_id, email_hash, domain, organization, name,"
+                    " title, show_name, commitment, verified_at, updated_at) VALUES (1, :hash,"
+                    " 'x.com', 'X', :name, 'Role', :shown, :hash, :now, :now)"
+                ),
+                {"hash": f"{number:064x}", "name": name, "shown": shown, **now},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO pending_signature (letter_id, email_hash, domain, organization,"
+                " name, title, show_name, nonce_hash, created_at, expires_at) VALUES (1,"
+                " :hash, 'x.com', 'X', 'Pending Person', '', false, :hash, :now, :now)"
+            ),
+            {"hash": "f" * 64, **now},
+        )
+    engine.dispose()
+    command.upgrade(config, "head")
+    engine = make_sync_engine(settings)
+    with Session(engine) as session:
+        shown, hidden = session.exec(select(Signature).order_by(Signature.id)).all()
+        pending = session.exec(select(PendingSignature)).one()
+    engine.dispose()
+    assert (shown.name, shown.title, shown.sealed_name) == ("Shown Person", "Role", "")
+    assert (hidden.name, hidden.title) == ("", "") and "Hidden" not in hidden.sealed_name
+    assert names.of_signature(settings.keys, hidden) == ("Hidden Person", "Role")
+    assert names.of_pending(settings.keys, pending) == ("Pending Person", "")

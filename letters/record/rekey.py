@@ -11,6 +11,9 @@ transaction, before anything else looks the address up. A hidden name is bound t
 signature's hash (letters.record.names), so it is sealed again under the current key.
 Only what belongs to that address moves; a signer who never returns stays under the old
 key, which must therefore stay listed as long as their signature may be matched.
+
+`reseal` (`letters rotate-key --reseal`) seals again under the current key everything an
+older key sealed, so that no sealed value needs the older key any more.
 """
 
 from __future__ import annotations

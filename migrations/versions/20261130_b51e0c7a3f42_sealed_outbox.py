@@ -8,11 +8,18 @@ Messages still queued are sealed here, under the SECRET_KEY of the environment t
 the migration (the one the app will use), before their plaintext columns are dropped.
 """
 
+import base64
+import hashlib
+import hmac
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import context, op
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 revision: str = 'b51e0c7a3f42'
 down_revision: str | None = '7d3e5c1a9b20'
@@ -22,16 +29,42 @@ depends_on: str | Sequence[str] | None = None
 PLAIN = ('to_address', 'subject', 'text', 'html', 'channel', 'from_name', 'reply_to', 'attachments')
 
 
-def upgrade() -> None:
-    from letters.sealing import OUTBOX
-    from letters.settings import Settings
+def _secret() -> str:
+    """The SECRET_KEY the app will use (as letters/migrate.py passes it, else the environment)."""
+    settings = context.config.attributes.get('settings')
+    if settings is None:
+        from letters.settings import Settings  # as migrations/env.py does
 
+        settings = Settings()
+    return settings.secret_key
+
+
+def _sealer(secret: str, purpose: str) -> Callable[[bytes, str], str]:
+    """Sealing as letters/sealing.py does it at this revision, written out so that this
+    migration keeps working whatever that module becomes: AES-256-GCM under a key derived
+    with HKDF-SHA256 for the purpose, a fresh nonce, the row as associated data, the key's
+    id in front."""
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=f'letters sealing v1 {purpose}'.encode()
+    ).derive(secret.encode())
+    key_id = hmac.new(secret.encode(), b'letters key id', hashlib.sha256).hexdigest()[:8]
+    cipher = AESGCM(key)
+
+    def seal(plaintext: bytes, bound_to: str) -> str:
+        nonce = os.urandom(12)
+        sealed = cipher.encrypt(nonce, plaintext, bound_to.encode())
+        return f'{key_id}.{base64.urlsafe_b64encode(nonce + sealed).decode()}'
+
+    return seal
+
+
+def upgrade() -> None:
     bind = op.get_bind()
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sealed', sa.Text(), nullable=True))
     rows = bind.execute(sa.text(f"SELECT id, {', '.join(PLAIN)} FROM outbox_message")).all()
     if rows:
-        keys = (context.config.attributes.get('settings') or Settings()).keys
+        seal = _sealer(_secret(), 'outbox')
         for row in rows:
             message = {
                 'to': row.to_address,
@@ -43,7 +76,7 @@ def upgrade() -> None:
                 'reply_to': row.reply_to,
                 'attachments': json.loads(row.attachments or '[]'),
             }
-            sealed = keys.seal(OUTBOX, json.dumps(message, ensure_ascii=False).encode(), f'outbox:{row.id}')
+            sealed = seal(json.dumps(message, ensure_ascii=False).encode(), f'outbox:{row.id}')
             bind.execute(
                 sa.text('UPDATE outbox_message SET sealed = :sealed WHERE id = :id'),
                 {'sealed': sealed, 'id': row.id},
