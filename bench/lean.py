@@ -48,7 +48,7 @@ from letters.domains import match_domain
 from letters.forms import FieldError, SignatureInput
 from letters.mail import outbox
 from letters.mail.backend import Message, build_email
-from letters.record import ledger, links
+from letters.record import ledger, links, names
 from letters.settings import Settings
 from letters.tokens import Signer, TokenError, hash_nonce, new_nonce
 
@@ -61,9 +61,9 @@ ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limit_hit.hits + 1
 RETURNING key, hits
 """
 INSERT_PENDING = """
-INSERT INTO pending_signature (letter_id, email_hash, domain, organization, name, title,
+INSERT INTO pending_signature (letter_id, email_hash, domain, organization, sealed_name,
     show_name, reveal_at, nonce_hash, created_at, expires_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 """
 INSERT_OUTBOX = """
 INSERT INTO outbox_message (id, sealed, created_at, next_attempt_at, locked_until, attempts)
@@ -72,12 +72,12 @@ VALUES (%s, %s, %s, %s, %s, 0)
 CLAIM = """
 UPDATE pending_signature SET used_at = %(now)s
 WHERE id = %(id)s AND nonce_hash = %(nonce)s AND used_at IS NULL AND expires_at > %(now)s
-RETURNING letter_id, email_hash, domain, organization, name, title, show_name
+RETURNING letter_id, email_hash, domain, organization, sealed_name, nonce_hash, show_name
 """
 INSERT_SIGNATURE = """
-INSERT INTO signature (letter_id, email_hash, domain, organization, name, title, show_name,
-    commitment, verified_at, updated_at, letter_version, name_hidden_by_authors)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, false)
+INSERT INTO signature (letter_id, email_hash, domain, organization, name, title, sealed_name,
+    show_name, commitment, verified_at, updated_at, letter_version, name_hidden_by_authors)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, false)
 ON CONFLICT (letter_id, email_hash) DO NOTHING RETURNING id
 """
 COUNT_ORGANIZATION = """
@@ -207,8 +207,13 @@ class Lean:
                             email_hash,
                             form.address.domain,
                             rule.organization,
-                            form.name,
-                            form.title,
+                            # Sealed, as the app keeps them (letters.record.names).
+                            names.seal(
+                                settings.keys,
+                                form.name,
+                                form.title,
+                                names.of_pending_row(hash_nonce(nonce)),
+                            ),
                             form.show_name,
                             form.reveal_at,
                             hash_nonce(nonce),
@@ -273,7 +278,10 @@ class Lean:
             ).fetchone()
             if pending is None:
                 raise _Used
-            letter_id, email_hash, domain, organization, name, title, named = pending
+            letter_id, email_hash, domain, organization, sealed, nonce_hash, named = pending
+            keys = self.settings.keys
+            name, title = names.unseal(keys, sealed, names.of_pending_row(nonce_hash))
+            columns = names.signature_columns(keys, letter_id, email_hash, named, name, title)
             inserted = await (
                 await conn.execute(
                     INSERT_SIGNATURE,
@@ -282,8 +290,9 @@ class Lean:
                         email_hash,
                         domain,
                         organization,
-                        name,
-                        title,
+                        columns["name"],
+                        columns["title"],
+                        columns["sealed_name"],
                         named,
                         commitment,
                         now,
