@@ -184,7 +184,7 @@ _SIGN_PG_SQL = """
 WITH LIMITS_AT_ONCE, pending AS (
     INSERT INTO pending_signature (id, PENDING_COLUMNS)
     SELECT :pending_id, :letter_id, :email_hash, :domain, :organization, :sealed_name,
-        :show_name, CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :expires_at
+        :show_name, CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :link_expires_at
     WHERE NOT EXISTS (SELECT 1 FROM refused)
     RETURNING id
 )QUEUED
@@ -289,8 +289,9 @@ async def request_signature(
         connection = await session.connection(execution_options=on_its_own(session))
         pending_id = (await connection.execute(_RESERVE_PG)).scalar_one()
         token = links.make(signer, links.SIGNER, pending_id, nonce)
-        params = at_once_params(limits, settings.limit_window, now) | pending
-        params["pending_id"] = pending_id
+        # The rate-limit rows' `expires_at` (the window's end) is not the link's.
+        params = pending | at_once_params(limits, settings.limit_window, now)
+        params.update(pending_id=pending_id, link_expires_at=pending["expires_at"])
         statement = _SIGN_PG_NO_MAIL
         if compose is not None:
             message = compose(form.address.email, token)
