@@ -10,7 +10,7 @@ LINK_MAX_AGE, LIMIT_*), so its runs are checked by the same `bench.common.exact`
 - `POST /api/letters/{slug}/signatures {"email", "name", "title", "show_name"}`: the
   address parsed and matched against the letter's domains (the app's own parsing), then
   one transaction: the three rate-limit upserts (per address, IP and domain) in one
-  statement, the pending signature, the email with its link in the outbox, already
+  statement, the pending signature, the email with its link in the outbox (sealed), already
   leased to this process. Answers 202, then sends the email in one new SMTP session and
   deletes the outbox row (a crash between the two leaves the email to be sent again, as
   the app's outbox guarantees).
@@ -46,8 +46,9 @@ from starlette.routing import Route
 
 from letters.domains import match_domain
 from letters.forms import FieldError, SignatureInput
+from letters.mail import outbox
 from letters.mail.backend import Message, build_email
-from letters.record import ledger, links
+from letters.record import ledger, links, names
 from letters.settings import Settings
 from letters.tokens import Signer, TokenError, hash_nonce, new_nonce
 
@@ -60,24 +61,23 @@ ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limit_hit.hits + 1
 RETURNING key, hits
 """
 INSERT_PENDING = """
-INSERT INTO pending_signature (letter_id, email_hash, domain, organization, name, title,
+INSERT INTO pending_signature (letter_id, email_hash, domain, organization, sealed_name,
     show_name, reveal_at, nonce_hash, created_at, expires_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 """
 INSERT_OUTBOX = """
-INSERT INTO outbox_message (to_address, subject, text, html, created_at, next_attempt_at,
-    locked_until, attempts)
-VALUES (%s, %s, %s, %s, %s, %s, %s, 0) RETURNING id
+INSERT INTO outbox_message (id, sealed, created_at, next_attempt_at, locked_until, attempts)
+VALUES (%s, %s, %s, %s, %s, 0)
 """
 CLAIM = """
 UPDATE pending_signature SET used_at = %(now)s
 WHERE id = %(id)s AND nonce_hash = %(nonce)s AND used_at IS NULL AND expires_at > %(now)s
-RETURNING letter_id, email_hash, domain, organization, name, title, show_name
+RETURNING letter_id, email_hash, domain, organization, sealed_name, nonce_hash, show_name
 """
 INSERT_SIGNATURE = """
-INSERT INTO signature (letter_id, email_hash, domain, organization, name, title, show_name,
-    commitment, verified_at, updated_at, letter_version, name_hidden_by_authors)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, false)
+INSERT INTO signature (letter_id, email_hash, domain, organization, name, title, sealed_name,
+    show_name, commitment, verified_at, updated_at, letter_version, name_hidden_by_authors)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, false)
 ON CONFLICT (letter_id, email_hash) DO NOTHING RETURNING id
 """
 COUNT_ORGANIZATION = """
@@ -207,8 +207,13 @@ class Lean:
                             email_hash,
                             form.address.domain,
                             rule.organization,
-                            form.name,
-                            form.title,
+                            # Sealed, as the app keeps them (letters.record.names).
+                            names.seal(
+                                settings.keys,
+                                form.name,
+                                form.title,
+                                names.of_pending_row(hash_nonce(nonce)),
+                            ),
                             form.show_name,
                             form.reveal_at,
                             hash_nonce(nonce),
@@ -225,23 +230,13 @@ class Lean:
                 "<p>Open this link to confirm your email address:</p>"
                 f'<p><a href="{link}">{link}</a></p>'
             )
-            outbox_id = (
-                await (
-                    await conn.execute(
-                        INSERT_OUTBOX,
-                        (
-                            form.address.email,
-                            "Confirm your email address",
-                            text,
-                            html,
-                            now,
-                            now,
-                            now + timedelta(seconds=60),
-                        ),
-                    )
-                ).fetchone()
-            )[0]  # type: ignore[index]
-        message = Message(form.address.email, "Confirm your email address", text, html)
+            message = Message(form.address.email, "Confirm your email address", text, html)
+            # Sealed, as the app queues it (letters.mail.outbox).
+            outbox_id = outbox.new_id()
+            sealed = outbox.seal(settings.keys, message, outbox_id)
+            await conn.execute(
+                INSERT_OUTBOX, (outbox_id, sealed, now, now, now + timedelta(seconds=60))
+            )
         return JSONResponse(
             {"status": "check_your_email"},
             status_code=202,
@@ -283,7 +278,10 @@ class Lean:
             ).fetchone()
             if pending is None:
                 raise _Used
-            letter_id, email_hash, domain, organization, name, title, named = pending
+            letter_id, email_hash, domain, organization, sealed, nonce_hash, named = pending
+            keys = self.settings.keys
+            name, title = names.unseal(keys, sealed, names.of_pending_row(nonce_hash))
+            columns = names.signature_columns(keys, letter_id, email_hash, named, name, title)
             inserted = await (
                 await conn.execute(
                     INSERT_SIGNATURE,
@@ -292,8 +290,9 @@ class Lean:
                         email_hash,
                         domain,
                         organization,
-                        name,
-                        title,
+                        columns["name"],
+                        columns["title"],
+                        columns["sealed_name"],
                         named,
                         commitment,
                         now,

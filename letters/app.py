@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
 
     routes = make_routes()
     cache = TTLCache(settings.cache_seconds, remember=(LetterNotFound,))
-    signing = Signer(settings.secret_key)
+    signing = Signer(settings.secret_key, settings.keys.older)
     secure_cookies = settings.base_url.startswith("https")
     middleware = [
         # Outermost: the reader's language, which the fast path's answers depend on.
@@ -131,6 +131,8 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     app.state.templates = templates
     app.state.signer = signing
     app.state.snapshot_key = signing_key(settings.secret_key)
+    # Published beside it, so snapshots signed before a key change still verify.
+    app.state.older_snapshot_keys = [signing_key(secret) for secret in settings.keys.older]
     app.state.mail = mail or make_backend(settings)
     app.state.oidc = oidc_client(settings)
     return app

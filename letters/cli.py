@@ -131,9 +131,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         try:
             while True:
-                result = await outbox.drain(maker, backend)
-                if result.sent or result.failed:
-                    print(f"sent {result.sent}, failed {result.failed}", flush=True)
+                result = await outbox.drain(maker, backend, settings.keys)
+                if result.sent or result.failed or result.dropped:
+                    print(
+                        f"sent {result.sent}, failed {result.failed}, dropped {result.dropped}",
+                        flush=True,
+                    )
                 await purge_expired(maker)
                 if args.once or stop.is_set():
                     break
@@ -143,6 +146,53 @@ def cmd_worker(args: argparse.Namespace) -> None:
                     break
         finally:
             await engine.dispose()
+
+    asyncio.run(run())
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> None:
+    import asyncio
+    import secrets
+
+    from letters.settings import SECRET_FILE, rotate_instance_secret
+
+    settings = _settings()
+    if not args.reseal:
+        new_key = secrets.token_urlsafe(48)
+        instance_file = settings.instance_path / SECRET_FILE
+        from_file = (
+            "SECRET_KEY" not in os.environ
+            and instance_file.exists()
+            and instance_file.read_text().strip() == settings.secret_key
+        )
+        if not from_file:
+            older = ",".join([settings.secret_key, *settings.keys.older])
+            print("A new key. In every process (web and worker), set")
+            print(f"  SECRET_KEY={new_key}")
+            print(f"  OLD_SECRET_KEYS={older}")
+            print("restart them all, then run `letters rotate-key --reseal`.")
+            return
+        rotate_instance_secret(settings.instance_path, new_key)
+        print(f"The instance's key in {instance_file} is new; the old one is kept in")
+        print(f"{settings.instance_path / 'old_secret_keys'}. Restart the server.")
+        settings = _settings()
+
+    from letters.db import make_async_engine, make_sessionmaker, writer
+    from letters.record.rekey import reseal
+
+    async def run() -> None:
+        engine = make_async_engine(settings)
+        try:
+            async with make_sessionmaker(writer(engine))() as session:
+                done = await reseal(session, settings.keys)
+                await session.commit()
+        finally:
+            await engine.dispose()
+        print(
+            f"Sealed again under the current key: {done.outbox} queued emails, "
+            f"{done.signatures} hidden names, {done.pending} pending signatures' names "
+            f"({done.unopened} that no active key opens were left)."
+        )
 
     asyncio.run(run())
 
@@ -285,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
         "purge", help="delete expired links and rate-limit rows; erase names that are due"
     )
     purge.set_defaults(handler=cmd_purge)
+
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="change SECRET_KEY, keeping the old one for what it signed, sealed and hashed",
+    )
+    rotate.add_argument(
+        "--reseal",
+        action="store_true",
+        help="only seal again, under the current SECRET_KEY, what an older key sealed",
+    )
+    rotate.set_defaults(handler=cmd_rotate_key)
 
     verify_ledger = commands.add_parser(
         "verify-ledger",

@@ -15,6 +15,7 @@ from letters.authors.drafts import close_due
 from letters.mail import outbox
 from letters.mail.backend import MailBackend
 from letters.record.retention import purge_expired
+from letters.sealing import Keyring
 from letters.settings import Settings
 
 logger = logging.getLogger("letters.jobs")
@@ -64,12 +65,15 @@ class Sender(Periodic):
 
     name = "outbox"
 
-    def __init__(self, maker: Maker, backend: MailBackend, interval: float = 10.0) -> None:
+    def __init__(
+        self, maker: Maker, backend: MailBackend, keys: Keyring, interval: float = 10.0
+    ) -> None:
         super().__init__(maker, interval)
         self.backend = backend
+        self.keys = keys
 
     async def run_once(self) -> outbox.DrainResult:
-        result = await outbox.drain(self.maker, self.backend)
+        result = await outbox.drain(self.maker, self.backend, self.keys)
         await purge_expired(self.maker)
         return result
 
@@ -95,5 +99,5 @@ def in_app(settings: Settings, maker: Maker, backend: MailBackend) -> list[Perio
     separate `letters worker` does (MAIL_IN_APP=false)."""
     tasks: list[Periodic] = [Closer(maker)]
     if settings.mail_in_app:
-        tasks.append(Sender(maker, backend))
+        tasks.append(Sender(maker, backend, settings.keys))
     return tasks

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Index,
@@ -149,9 +150,10 @@ class OrganizationCount(SQLModel, table=True):
 class PendingSignature(SQLModel, table=True):
     """A request to sign (or to re-confirm) waiting for its magic link to be used.
 
-    It holds what the signer typed, the keyed hash of their address and the hash of the
-    link's nonce. The link and the plaintext address live only in the queued email
-    (`OutboxMessage`), which is deleted once it is handed to the mail server.
+    It holds what the signer typed (the name and title sealed: letters.record.names), the
+    keyed hash of their address and the hash of the link's nonce. The link and the address
+    live only in the queued email (`OutboxMessage`, sealed too), which is deleted once it
+    is handed to the mail server.
     """
 
     __tablename__ = "pending_signature"
@@ -161,8 +163,8 @@ class PendingSignature(SQLModel, table=True):
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     domain: str = Field(sa_column=Column(String(253), nullable=False))
     organization: str = Field(sa_column=Column(String(100), nullable=False))
-    name: str = Field(default="", sa_column=Column(String(100), nullable=False))
-    title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    # Name and title, sealed and bound to `nonce_hash` ("" when neither was given).
+    sealed_name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     show_name: bool = False
     reveal_at: int | None = Field(default=None, sa_column=Column(Integer))
     nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
@@ -184,8 +186,11 @@ class Signature(SQLModel, table=True):
     email_hash: str = Field(sa_column=Column(String(64), nullable=False))
     domain: str = Field(sa_column=Column(String(253), nullable=False))
     organization: str = Field(sa_column=Column(String(100), nullable=False))
+    # In clear only while shown; a hidden name and title are kept in `sealed_name`, bound
+    # to (letter_id, email_hash) (letters.record.names).
     name: str = Field(default="", sa_column=Column(String(100), nullable=False))
     title: str = Field(default="", sa_column=Column(String(120), nullable=False))
+    sealed_name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     show_name: bool = False
     # A hidden signer's choice: show my name once this many from my organization signed.
     reveal_at: int | None = Field(default=None, sa_column=Column(Integer))
@@ -243,7 +248,8 @@ class RateLimitHit(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """An email waiting to be sent. The row, and the address in it, is deleted once sent.
+    """An email waiting to be sent, sealed (letters.mail.outbox): the row holds no readable
+    address, link or text. It is deleted once sent.
 
     Most emails go from the site's neutral sender (MAIL_FROM). A letter's delivery goes on
     the `delivery` channel: from its own sender and mail server (DELIVERY_FROM,
@@ -252,27 +258,20 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
 
-    id: int = Field(default=None, primary_key=True)
-    to_address: str = Field(sa_column=Column(String(254), nullable=False))
-    subject: str = Field(sa_column=Column(String(200), nullable=False))
-    text: str = Field(sa_column=Column(Text, nullable=False))
-    html: str = Field(sa_column=Column(Text, nullable=False))
+    # Chosen in code (at random) before the row is written: the sealed message is bound to it.
+    id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+        )
+    )
+    # The message (recipient, subject, bodies, channel, sender's name, Reply-To,
+    # attachments), sealed under a key derived from SECRET_KEY (letters.sealing).
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     locked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     last_error: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
-    channel: str = Field(
-        default="site", sa_column=Column(String(10), nullable=False, server_default="site")
-    )
-    from_name: str = Field(
-        default="", sa_column=Column(String(100), nullable=False, server_default="")
-    )
-    reply_to: str = Field(
-        default="", sa_column=Column(String(254), nullable=False, server_default="")
-    )
-    # JSON: [{"filename", "media_type", "content"}], text attachments only.
-    attachments: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     # The delivery this email carries: marked sent (or failed) when the server answers.
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
 

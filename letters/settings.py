@@ -18,10 +18,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from letters.i18n import N_
 from letters.resources import default_instance_path
+from letters.sealing import Keyring, keyring
 
 # The source tree, for the tests and tools that read it; the files the app reads at run time
 # are found through letters.resources (a wheel carries them inside the package).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET_FILE = "secret_key"  # noqa: S105 (a file name)
+OLD_SECRETS_FILE = "old_secret_keys"
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
 
@@ -116,6 +119,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     database_url: str = ""
     secret_key: str = ""
+    # Earlier secret keys, comma-separated: what they sealed still opens, what they keyed
+    # still matches, until `letters rotate-key` has moved everything to SECRET_KEY.
+    old_secret_keys: str = ""
     base_url: str = "http://127.0.0.1:8000"
     smtp_url: str = ""
     mail_from: str = "Letters <no-reply@localhost>"
@@ -237,10 +243,16 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_path / 'letters.db'}"
         self.database_url = normalize_database_url(self.database_url)
+        if self.environment == "production":
+            _check_no_key_beside_the_database(self.database_url)
         if not self.secret_key:
             if self.environment == "production":
                 raise ValueError("SECRET_KEY must be set in production")
+            # Development: a key kept in the instance folder, beside the SQLite database, so
+            # one copy of the folder holds both (README: "The key beside the data").
             self.secret_key = _instance_secret(self.instance_path)
+            if not self.old_secret_keys:
+                self.old_secret_keys = _instance_old_secrets(self.instance_path)
         elif self.environment == "production" and (
             self.secret_key.lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
         ):
@@ -249,6 +261,12 @@ class Settings(BaseSettings):
             # The console backend would print addresses and live links to the logs.
             raise ValueError("SMTP_URL must be set in production")
         return self
+
+    @property
+    def keys(self) -> Keyring:
+        """SECRET_KEY, which seals, and OLD_SECRET_KEYS, which still open (built once)."""
+        older = tuple(key.strip() for key in self.old_secret_keys.split(",") if key.strip())
+        return keyring(self.secret_key, older)
 
     @property
     def smtp(self) -> SMTPConfig | None:
@@ -320,9 +338,42 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _check_no_key_beside_the_database(database_url: str) -> None:
+    """Production: refuse a key file in the SQLite database's folder (a copy of the folder
+    would hold the data and the key that protects it)."""
+    if not database_url.startswith("sqlite:///"):
+        return
+    folder = Path(database_url.removeprefix("sqlite:///")).parent
+    for name in (SECRET_FILE, OLD_SECRETS_FILE):
+        if (folder / name).exists():
+            raise ValueError(
+                f"a key file ({folder / name}) sits beside the database: in production, set "
+                "SECRET_KEY (and OLD_SECRET_KEYS) from outside the data folder, and delete "
+                "the file"
+            )
+
+
+def _instance_old_secrets(instance_path: Path) -> str:
+    path = instance_path / OLD_SECRETS_FILE
+    return path.read_text().strip() if path.exists() else ""
+
+
+def rotate_instance_secret(instance_path: Path, new_key: str) -> tuple[str, str]:
+    """Development: make `new_key` the instance's key and keep the old one in
+    `instance/old_secret_keys` (newest first); (old key, OLD_SECRET_KEYS as now written)."""
+    old = _instance_secret(instance_path)
+    older = [key for key in _instance_old_secrets(instance_path).split(",") if key]
+    listed = ",".join([old, *older])
+    for name, value in ((OLD_SECRETS_FILE, listed), (SECRET_FILE, new_key)):
+        path = instance_path / name
+        path.write_text(value)
+        path.chmod(0o600)
+    return old, listed
+
+
 def _instance_secret(instance_path: Path) -> str:
     """Create once, then reuse, a secret key kept in the local instance folder."""
-    path = instance_path / "secret_key"
+    path = instance_path / SECRET_FILE
     if path.exists():
         return path.read_text().strip()
     instance_path.mkdir(parents=True, exist_ok=True)

@@ -39,10 +39,17 @@ class LinkUsed(TokenError):
 
 
 class Signer:
-    """All signing and keyed hashing for one secret key."""
+    """All signing and keyed hashing for one secret key.
 
-    def __init__(self, secret_key: str) -> None:
+    Tokens are signed with `secret_key` and accepted when signed with it or with one of
+    `older` (OLD_SECRET_KEYS), so links and cookies made before a key change still work.
+    Keyed hashes use `secret_key` only; letters.record.rekey matches older ones.
+    """
+
+    def __init__(self, secret_key: str, older: tuple[str, ...] = ()) -> None:
         self._secret = secret_key
+        # itsdangerous signs with the last key and accepts any of them.
+        self._secrets = [*older, secret_key]
         # Serializers derive their keys when built; the letter page signs a CSRF token on
         # every read, so each purpose gets one, built once (measured in bench/read.py).
         self._timed: dict[str, URLSafeTimedSerializer] = {}
@@ -63,12 +70,12 @@ class Signer:
 
     def timed(self, salt: str) -> URLSafeTimedSerializer:
         if salt not in self._timed:
-            self._timed[salt] = URLSafeTimedSerializer(self._secret, salt=salt)
+            self._timed[salt] = URLSafeTimedSerializer(self._secrets, salt=salt)
         return self._timed[salt]
 
     def untimed(self, salt: str) -> URLSafeSerializer:
         if salt not in self._untimed:
-            self._untimed[salt] = URLSafeSerializer(self._secret, salt=salt)
+            self._untimed[salt] = URLSafeSerializer(self._secrets, salt=salt)
         return self._untimed[salt]
 
     def dumps_cursor(self, value: int) -> str:

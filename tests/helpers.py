@@ -102,3 +102,15 @@ def ledger_recount(db: Session, slug: str = "test-letter") -> ledger.Recount:
 def pending_count(db: Session) -> int:
     db.rollback()  # end the read snapshot so the next query sees the latest commits
     return db.exec(select(func.count()).select_from(PendingSignature)).one()
+
+
+def names_of(row: Signature | PendingSignature) -> tuple[str, str]:
+    """A signature's (or pending signature's) name and title, opened if sealed, as the app
+    opens them with the tests' SECRET_KEY."""
+    from letters.record import names
+    from letters.sealing import keyring
+    from tests.conftest import SECRET
+
+    if isinstance(row, PendingSignature):
+        return names.of_pending(keyring(SECRET), row)
+    return names.of_signature(keyring(SECRET), row)

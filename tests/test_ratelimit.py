@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from sqlmodel import select
 
 from letters.app import create_app
 from letters.ratelimit import ip_prefix
@@ -98,6 +101,19 @@ def test_rate_limit_rows_hold_no_raw_address_or_ip(client, letter, mailbox, engi
     assert len(keys) == 3
     for key in keys:
         assert "raw" not in key and "microsoft" not in key and "testclient" not in key
+
+
+def test_rate_limit_rows_expire_with_their_window_not_with_the_link(
+    client, letter, mailbox, db, settings
+):
+    from letters.models import PendingSignature, RateLimitHit, utcnow
+
+    sign_api(client, "window@microsoft.com")
+    db.rollback()
+    window_end = utcnow() + timedelta(seconds=settings.limit_window + 5)
+    assert all(row.expires_at <= window_end for row in db.exec(select(RateLimitHit)).all())
+    pending = db.exec(select(PendingSignature)).one()
+    assert pending.expires_at > window_end  # the link lives longer (LINK_MAX_AGE)
 
 
 def test_ip_prefix():

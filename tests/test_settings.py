@@ -46,6 +46,18 @@ def test_production_refuses_to_start_without_a_real_secret_key(tmp_path):
     assert production.secret_key == "s" * 40
 
 
+def test_production_refuses_a_key_file_beside_the_sqlite_database(tmp_path):
+    make(instance_path=tmp_path)  # development: the key is created beside letters.db
+    production = {"environment": "production", "secret_key": "s" * 40, "smtp_url": "smtp://m:25"}
+    with pytest.raises(ValueError, match="sits beside the database"):
+        make(instance_path=tmp_path, **production)
+    (tmp_path / "secret_key").unlink()
+    assert make(instance_path=tmp_path, **production).secret_key == "s" * 40
+    # PostgreSQL: the instance folder holds no data.
+    (tmp_path / "secret_key").write_text("k" * 40)
+    make(instance_path=tmp_path, database_url="postgresql://db/letters", **production)
+
+
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("BASE_URL", "https://letters.example/")
     monkeypatch.setenv("LINK_MAX_AGE", "600")

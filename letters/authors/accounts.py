@@ -157,7 +157,7 @@ async def request_link(
         "site": settings.base_url,
     }
     message = compose.render("authors/sign_in", email, context)
-    outbox_id = await outbox.enqueue(session, message, now)
+    outbox_id = await outbox.enqueue(session, settings.keys, message, now)
     await session.commit()
     return outbox_id
 

@@ -90,7 +90,7 @@ async def invite(
         "site": settings.base_url,
     }
     message = compose.render("authors/invited", email, context)
-    outbox_id = await outbox.enqueue(session, message, now)
+    outbox_id = await outbox.enqueue(session, settings.keys, message, now)
     await session.commit()
     return outbox_id
 

@@ -33,6 +33,7 @@ from letters.models import (
     utcnow,
 )
 from letters.record import blocks, counting
+from letters.sealing import Keyring
 
 PAGE = 100
 
@@ -141,6 +142,7 @@ async def hide_name(
     author: Author,
     slug: str,
     signature_id: int,
+    keys: Keyring,
     now: datetime | None = None,
 ) -> None:
     """Hide a shown name: the signature keeps counting, as hidden. Commits."""
@@ -155,7 +157,14 @@ async def hide_name(
     # the name in the ledger and records the change, as for a signer's own change.
     signature.name_hidden_by_authors = True
     await counting.show_as(
-        session, signature, show_name=False, name="", title="", reveal_at=None, now=now
+        session,
+        signature,
+        show_name=False,
+        name="",
+        title="",
+        reveal_at=None,
+        now=now,
+        keys=keys,
     )
     await audit.record(
         session,

@@ -34,6 +34,7 @@ from typing import Protocol, TextIO
 import aiosmtplib
 import dkim
 
+from letters.sealing import Keyring
 from letters.settings import DKIMConfig, Settings, SMTPConfig
 
 # Headers the DKIM signature covers; From is signed twice so that none can be added.
@@ -288,10 +289,12 @@ class SMTPBackend:
 @dataclass(frozen=True)
 class Alerting:
     """When the outbox tells the admins that mail is failing (letters.mail.health):
-    `failures` failed attempts within one clock hour. `base_url` makes the alert's link."""
+    `failures` failed attempts within one clock hour. `base_url` makes the alert's link;
+    `keys` seal the alert in the outbox like any email."""
 
     failures: int
     base_url: str
+    keys: Keyring
 
 
 class Channels:
@@ -328,5 +331,5 @@ def make_backend(settings: Settings) -> MailBackend:
     delivery = None
     if settings.delivery_from:
         delivery = _one(settings.delivery_smtp, settings.delivery_from, signer)
-    alerting = Alerting(settings.mail_alert_failures, settings.base_url)
+    alerting = Alerting(settings.mail_alert_failures, settings.base_url, settings.keys)
     return Channels(_one(settings.smtp, settings.sender, signer), delivery, alerting)

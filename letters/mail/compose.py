@@ -24,6 +24,7 @@ from letters.mail import outbox
 from letters.mail.backend import DELIVERY, Attachment, Message
 from letters.models import Author, LetterAuthor
 from letters.resources import EMAIL_TEMPLATES
+from letters.sealing import Keyring
 from letters.settings import Settings
 
 # Builds the email that carries a link: (address, token) -> Message.
@@ -120,7 +121,9 @@ async def letter_authors(session: AsyncSession, letter_id: int) -> list[Author]:
     return list(rows.all())
 
 
-async def to_admins(session: AsyncSession, name: str, context: dict[str, Any]) -> list[int]:
+async def to_admins(
+    session: AsyncSession, keys: Keyring, name: str, context: dict[str, Any]
+) -> list[int]:
     """Queue `authors/{name}` to every admin who can sign in, in the caller's transaction and
     the site's default language (nobody asked for it)."""
     rows = await session.exec(
@@ -131,12 +134,13 @@ async def to_admins(session: AsyncSession, name: str, context: dict[str, Any]) -
     ids = []
     with i18n.using(i18n.DEFAULT):
         for email in rows.all():
-            ids.append(await outbox.enqueue(session, render(f"authors/{name}", email, context)))
+            message = render(f"authors/{name}", email, context)
+            ids.append(await outbox.enqueue(session, keys, message))
     return ids
 
 
 async def to_authors(
-    session: AsyncSession, letter_id: int, name: str, context: dict[str, Any]
+    session: AsyncSession, keys: Keyring, letter_id: int, name: str, context: dict[str, Any]
 ) -> list[int]:
     """Queue `authors/{name}` to every author of the letter, in the caller's transaction.
 
@@ -147,5 +151,5 @@ async def to_authors(
     with i18n.using(i18n.DEFAULT):
         for author in await letter_authors(session, letter_id):
             message = render(f"authors/{name}", author.email, context)
-            ids.append(await outbox.enqueue(session, message))
+            ids.append(await outbox.enqueue(session, keys, message))
     return ids

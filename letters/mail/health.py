@@ -104,7 +104,7 @@ async def alert_if_failing(session: AsyncSession, alerting: Alerting, now: datet
         "admin_url": f"{alerting.base_url}/authors/admin",
         "site": alerting.base_url,
     }
-    await compose.to_admins(session, "mail_failing", context)
+    await compose.to_admins(session, alerting.keys, "mail_failing", context)
     return True
 
 

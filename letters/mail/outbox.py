@@ -7,18 +7,27 @@ rows with a lease:
 `FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite, so several senders never
 take the same message. A message a request queues for its own process to send right
 after answering is written already leased (`enqueue(lease=True)`, then `send_leased`):
-no claim transaction. A sent message is deleted, and with it the only plaintext copy of
-the recipient's address. A sender that dies mid-send leaves its lease to expire, and the
+no claim transaction. A sender that dies mid-send leaves its lease to expire, and the
 message is tried again. Every attempt is counted, with the server's codes only, in the
 transaction that deletes or reschedules its message (letters.mail.health).
+
+Nothing readable is written: each message (recipient, subject, bodies and the rest) is
+sealed (letters.sealing) under the current key and bound to its row's id, which is chosen
+here at random before the row is written (so a statement can queue a message together
+with what it is about, with no round trip to learn an id). Only a sending process opens
+it, in memory, just before handing it to the mail server. A sent message is deleted. A
+message no active key opens (sealed under a key since retired) is deleted without being
+sent, and counted (`DrainResult.dropped`): trying it again would never succeed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -27,6 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.mail.backend import Attachment, Channels, MailBackend, MailError, Message
 from letters.models import Delivery, Letter, OutboxMessage, utcnow
+from letters.sealing import OUTBOX, Keyring, Unsealable
 
 logger = logging.getLogger("letters.mail.outbox")
 
@@ -42,12 +52,14 @@ def backoff(attempts: int) -> timedelta:
 
 async def enqueue(
     session: AsyncSession,
+    keys: Keyring,
     message: Message,
     now: datetime | None = None,
     delivery_id: int | None = None,
     lease: bool = False,
 ) -> int:
-    """Add a message to the caller's transaction (it can go once that commits); its id.
+    """Add a message, sealed, to the caller's transaction (it can go once that commits);
+    its id.
 
     With `delivery_id`, the delivery it carries is marked sent (or failed) when the mail
     server accepts (or, after every try, refuses) it. With `lease`, the row is written
@@ -55,26 +67,47 @@ async def enqueue(
     (`send_leased`); if this process dies first, the lease runs out and any sender tries it.
     """
     now = now or utcnow()
-    row = OutboxMessage(
-        to_address=message.to,
-        subject=message.subject,
-        text=message.text,
-        html=message.html,
-        created_at=now,
-        next_attempt_at=now,
-        channel=message.channel,
-        from_name=message.from_name,
-        reply_to=message.reply_to,
-        attachments=json.dumps([asdict(a) for a in message.attachments])
-        if message.attachments
-        else "",
-        delivery_id=delivery_id,
-        locked_until=now + LEASE if lease else None,
-    )
+    row = OutboxMessage(**row_values(keys, message, now, delivery_id=delivery_id, lease=lease))
     session.add(row)
     await session.flush()
-    assert row.id is not None
     return row.id
+
+
+def new_id() -> int:
+    """A queued message's id: random, positive, 63 bits (no collision in practice)."""
+    return secrets.randbelow(2**63 - 1) + 1
+
+
+def seal(keys: Keyring, message: Message, row_id: int) -> str:
+    """The message as its row keeps it, under the current key, bound to the row's id."""
+    plain = asdict(message)
+    return keys.seal(OUTBOX, json.dumps(plain, ensure_ascii=False).encode(), f"outbox:{row_id}")
+
+
+def row_values(
+    keys: Keyring,
+    message: Message,
+    now: datetime,
+    delivery_id: int | None = None,
+    lease: bool = False,
+) -> dict[str, Any]:
+    """The columns of a queued message (`ROW_COLUMNS`), for `enqueue` and for statements
+    that queue an email together with what it is about (letters.record.signing)."""
+    row_id = new_id()
+    return {
+        "id": row_id,
+        "sealed": seal(keys, message, row_id),
+        "created_at": now,
+        "next_attempt_at": now,
+        "locked_until": now + LEASE if lease else None,
+        "attempts": 0,
+        "delivery_id": delivery_id,
+    }
+
+
+ROW_COLUMNS = tuple(
+    row_values(Keyring("columns"), Message(to="", subject="", text="", html=""), utcnow())
+)
 
 
 @dataclass(frozen=True)
@@ -89,31 +122,21 @@ async def send_leased(
     maker: async_sessionmaker[AsyncSession], backend: MailBackend, leased: Leased
 ) -> DrainResult:
     """Send a message this process queued with a lease (no claim needed), then delete it."""
-    message = leased.message
-    row = OutboxMessage(
-        id=leased.id,
-        to_address=message.to,
-        subject=message.subject,
-        text=message.text,
-        html=message.html,
-        channel=message.channel,
-        from_name=message.from_name,
-        reply_to=message.reply_to,
-        attachments=json.dumps([asdict(a) for a in message.attachments])
-        if message.attachments
-        else "",
-        attempts=0,
-    )
-    return await _send_one(maker, backend, row)
+    row = OutboxMessage(id=leased.id, sealed="", attempts=0)
+    return await _send_one(maker, backend, row, leased.message)
 
 
 @dataclass(frozen=True)
 class DrainResult:
     sent: int = 0
     failed: int = 0
+    # Deleted unsent: no active key opens them (sealed under a key since retired).
+    dropped: int = 0
 
     def __add__(self, other: DrainResult) -> DrainResult:
-        return DrainResult(self.sent + other.sent, self.failed + other.failed)
+        return DrainResult(
+            self.sent + other.sent, self.failed + other.failed, self.dropped + other.dropped
+        )
 
 
 async def claim(
@@ -128,7 +151,7 @@ async def claim(
                 (col(OutboxMessage.locked_until).is_(None))
                 | (col(OutboxMessage.locked_until) < now),
             )
-            .order_by(col(OutboxMessage.id))
+            .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
             .limit(limit)
         )
         if session.bind is not None and session.bind.dialect.name == "postgresql":
@@ -148,7 +171,7 @@ async def claim(
 
 
 async def send_now(
-    maker: async_sessionmaker[AsyncSession], backend: MailBackend, message_id: int
+    maker: async_sessionmaker[AsyncSession], backend: MailBackend, keys: Keyring, message_id: int
 ) -> DrainResult:
     """Send one queued message right away, unless another sender already has it."""
     now = utcnow()
@@ -169,21 +192,21 @@ async def send_now(
         row = await session.get(OutboxMessage, message_id)
         await session.commit()
     assert row is not None
-    return await _send_one(maker, backend, row)
+    return await _open_and_send(maker, backend, keys, row)
 
 
 async def drain(
-    maker: async_sessionmaker[AsyncSession], backend: MailBackend, limit: int = 1000
+    maker: async_sessionmaker[AsyncSession], backend: MailBackend, keys: Keyring, limit: int = 1000
 ) -> DrainResult:
     """Send what is due, up to `limit` messages. `maker` must open writing sessions."""
     result = DrainResult()
-    while result.sent + result.failed < limit:
+    while (done := result.sent + result.failed + result.dropped) < limit:
         now = utcnow()
-        batch = await claim(maker, now, min(BATCH, limit - result.sent - result.failed))
+        batch = await claim(maker, now, min(BATCH, limit - done))
         if not batch:
             break
         for row in batch:
-            result += await _send_one(maker, backend, row)
+            result += await _open_and_send(maker, backend, keys, row)
     if result.sent or result.failed:
         from letters.mail import health  # health queues its alert through this module
 
@@ -193,13 +216,34 @@ async def drain(
     return result
 
 
+async def _open_and_send(
+    maker: async_sessionmaker[AsyncSession],
+    backend: MailBackend,
+    keys: Keyring,
+    row: OutboxMessage,
+) -> DrainResult:
+    try:
+        message = message_of(row, keys)
+    except Unsealable:
+        async with maker() as session:
+            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
+            await _mark_delivery(session, row.delivery_id, failed_at=utcnow())
+            await session.commit()
+        logger.warning("dropped outbox message %s: no active key opens it", row.id)
+        return DrainResult(dropped=1)
+    return await _send_one(maker, backend, row, message)
+
+
 async def _send_one(
-    maker: async_sessionmaker[AsyncSession], backend: MailBackend, row: OutboxMessage
+    maker: async_sessionmaker[AsyncSession],
+    backend: MailBackend,
+    row: OutboxMessage,
+    message: Message,
 ) -> DrainResult:
     from letters.mail import health  # health queues its alert through this module
 
     try:
-        await backend.send(message_of(row))
+        await backend.send(message)
     except MailError as error:
         attempts = row.attempts + 1
         now = utcnow()
@@ -222,7 +266,7 @@ async def _send_one(
                     )
                 )
                 logger.warning("outbox message %s not sent (try %s): %s", row.id, attempts, error)
-            await health.record(session, row.channel, outcome, now, error.reply_code, error.status)
+            await health.record(session, message.channel, outcome, now, error.reply_code, error.status)
             if isinstance(backend, Channels) and backend.alerting is not None:
                 await health.alert_if_failing(session, backend.alerting, now)
             await session.commit()
@@ -230,23 +274,16 @@ async def _send_one(
     async with maker() as session:
         await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
         await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
-        await health.record(session, row.channel, health.SENT, utcnow())
+        await health.record(session, message.channel, health.SENT, utcnow())
         await session.commit()
     return DrainResult(sent=1)
 
 
-def message_of(row: OutboxMessage) -> Message:
-    attachments = tuple(Attachment(**item) for item in json.loads(row.attachments or "[]"))
-    return Message(
-        to=row.to_address,
-        subject=row.subject,
-        text=row.text,
-        html=row.html,
-        channel=row.channel,
-        from_name=row.from_name,
-        reply_to=row.reply_to,
-        attachments=attachments,
-    )
+def message_of(row: OutboxMessage, keys: Keyring) -> Message:
+    """Open a queued message, in memory. Raises Unsealable."""
+    plain = json.loads(keys.open(OUTBOX, row.sealed, f"outbox:{row.id}"))
+    plain["attachments"] = tuple(Attachment(**item) for item in plain["attachments"])
+    return Message(**plain)
 
 
 async def _mark_delivery(

@@ -29,7 +29,8 @@ from letters.models import (
     PendingSignature,
     Signature,
 )
-from letters.record import ledger
+from letters.record import ledger, names
+from letters.sealing import Keyring
 
 
 class SignatureGone(Exception):
@@ -91,10 +92,12 @@ async def show_as(
     title: str,
     reveal_at: int | None,
     now: datetime,
+    keys: Keyring,
 ) -> int:
     """Change how a counted signature is shown, in the caller's transaction, which must
     hold the signature's row lock. Moves the named/hidden counts, blanks a name that stops
-    being public in the ledger and records the change there. Returns the named shift.
+    being public in the ledger and records the change there, and keeps the name in clear
+    only if shown, sealed otherwise (letters.record.names). Returns the named shift.
 
     Used by a second confirmation (letters.record.signing), by manage links
     (letters.record.signer_control) and by the authors' moderation.
@@ -115,13 +118,13 @@ async def show_as(
             updated_at=now,
         )
     )
-    changed = (signature.show_name, signature.name, signature.title) != (show_name, name, title)
+    before = (signature.show_name, *names.of_signature(keys, signature))
+    changed = before != (show_name, name, title)
     if changed and signature.show_name:
         # The name shown until now stops being public (or is replaced): blank it.
         await ledger.redact_names(session, signature.letter_id, signature.commitment)
-    signature.name = name
-    signature.title = title
     signature.show_name = show_name
+    names.set_on_signature(keys, signature, name, title)
     signature.reveal_at = None if show_name else reveal_at
     signature.updated_at = now
     session.add(signature)

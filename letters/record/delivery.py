@@ -137,7 +137,7 @@ async def deliver(
     message = compose.delivery_email(
         email.to, email.from_name, email.reply_to, context, tuple(attachments)
     )
-    outbox_id = await outbox.enqueue(session, message, now, delivery_id=delivery.id)
+    outbox_id = await outbox.enqueue(session, settings.keys, message, now, delivery_id=delivery.id)
     return delivery, outbox_id
 
 

@@ -73,4 +73,4 @@ async def check(
         "letter_url": f"{settings.base_url}/letters/{slug}",
         "manage_url": f"{settings.base_url}/authors/letters/{slug}",
     }
-    return await compose.to_authors(session, letter_id, "milestone", context)
+    return await compose.to_authors(session, settings.keys, letter_id, "milestone", context)

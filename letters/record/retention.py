@@ -143,10 +143,11 @@ async def erase_names(
             or_(
                 col(Signature.name) != "",
                 col(Signature.title) != "",
+                col(Signature.sealed_name) != "",
                 col(Signature.reveal_at).is_not(None),
             ),
         )
-        .values(name="", title="", reveal_at=None)
+        .values(name="", title="", sealed_name="", reveal_at=None)
     )
     entries = await ledger.redact_names(session, letter_id, None)
     await session.exec(delete(PendingSignature).where(col(PendingSignature.letter_id) == letter_id))

@@ -25,7 +25,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.forms import REVEAL_THRESHOLDS
 from letters.models import LedgerKind, Letter, OrganizationCount, Signature
-from letters.record import ledger
+from letters.record import ledger, names
+from letters.sealing import Keyring
 
 
 def may_release(reached: int, reveal_at: int | None, name: str) -> bool:
@@ -40,6 +41,7 @@ def may_release(reached: int, reveal_at: int | None, name: str) -> bool:
 
 async def release(
     session: AsyncSession,
+    keys: Keyring,
     letter_id: int,
     organization: str,
     now: datetime,
@@ -52,7 +54,8 @@ async def release(
     the caller's transaction, after the caller has locked the letter's row and the
     organization's count (by counting, or as letters.record.signer_control does), so the
     count read here cannot move before commit; `reached` is that count if the caller
-    already has it. Returns how many names were shown.
+    already has it. Returns how many names were shown. A name shown is opened (it was
+    sealed while hidden, letters.record.names) and kept in clear from then on.
 
     Lock order: the waiting signatures of others are locked after the letter's row, the
     reverse of the order a manage link or the authors take (signature, then letter). So
@@ -78,7 +81,7 @@ async def release(
         col(Signature.show_name).is_(False),
         col(Signature.reveal_at).is_not(None),
         col(Signature.reveal_at) <= reached,
-        col(Signature.name) != "",
+        col(Signature.sealed_name) != "",
     )
     if reached not in REVEAL_THRESHOLDS:
         if email_hash is None:
@@ -89,14 +92,18 @@ async def release(
         # Others' rows that another transaction holds are skipped (see above); this
         # transaction's own locks never make it skip a row.
         locking = statement.with_for_update(skip_locked=True)
-    waiting = (await session.exec(locking.order_by(col(Signature.id)))).all()
+    waiting = []
+    for signature in (await session.exec(locking.order_by(col(Signature.id)))).all():
+        name, title = names.of_signature(keys, signature)
+        if name:  # a title alone is never shown
+            waiting.append(signature)
+            signature.show_name = True
+            names.set_on_signature(keys, signature, name, title)
+            signature.reveal_at = None
+            signature.updated_at = now
+            session.add(signature)
     if not waiting:
         return 0
-    for signature in waiting:
-        signature.show_name = True
-        signature.reveal_at = None
-        signature.updated_at = now
-        session.add(signature)
     await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter_id)

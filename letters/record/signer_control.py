@@ -47,10 +47,11 @@ from letters.models import (
     utcnow,
 )
 from letters.ratelimit import Limit, hit, ip_prefix
-from letters.record import counting, ledger, links, reveal
+from letters.record import counting, ledger, links, names, rekey, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
 from letters.record.signing import LetterClosed, LinkToSend
+from letters.sealing import Keyring
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer
 
@@ -126,6 +127,8 @@ async def request_link(
         settings.limit_window,
         now,
     )
+    # After a key change, what this address's older hash names moves to this one.
+    await rekey.address(session, settings.keys, address.canonical, email_hash)
     await session.commit()
     signed = (
         await session.exec(
@@ -146,7 +149,7 @@ async def request_link(
         letter_id=letter.id,
         email_hash=email_hash,
     )
-    outbox_id = await outbox.enqueue(session, compose(address.email, token), now)
+    outbox_id = await outbox.enqueue(session, settings.keys, compose(address.email, token), now)
     await session.commit()
     return LinkToSend(email=address.email, token=token, letter=letter, outbox_id=outbox_id)
 
@@ -247,7 +250,7 @@ async def apply(
             if action == Action.hide:
                 details = Details(name="", title="", show_name=False, reveal_at=None)
             assert details is not None
-            result = await _change(session, signature, details, now)
+            result = await _change(session, signature, details, settings.keys, now)
     except NothingToChange:
         await session.rollback()
         raise
@@ -258,10 +261,11 @@ async def apply(
 
 
 async def _change(
-    session: AsyncSession, signature: Signature, details: Details, now: datetime
+    session: AsyncSession, signature: Signature, details: Details, keys: Keyring, now: datetime
 ) -> tuple[Signature, bool]:
     """Apply new details, moving the named/hidden counts and the ledger as confirm does."""
-    before = (signature.show_name, signature.name, signature.title, signature.reveal_at)
+    name, title = names.of_signature(keys, signature)
+    before = (signature.show_name, name, title, signature.reveal_at)
     after = (details.show_name, details.name, details.title, details.reveal_at)
     if before == after:
         raise NothingToChange
@@ -274,9 +278,10 @@ async def _change(
         title=details.title,
         reveal_at=details.reveal_at,
         now=now,
+        keys=keys,
     )
     await reveal.release(
-        session, signature.letter_id, signature.organization, now, signature.email_hash
+        session, keys, signature.letter_id, signature.organization, now, signature.email_hash
     )
     return signature, signature.show_name and not details.show_name
 
@@ -332,7 +337,7 @@ async def use_receipt(
     else:
         try:
             hidden = Details(name="", title="", show_name=False, reveal_at=None)
-            await _change(session, signature, hidden, now)
+            await _change(session, signature, hidden, settings.keys, now)
         except NothingToChange:
             await session.rollback()
             return None

@@ -7,11 +7,12 @@ signature is used once (`UPDATE ... WHERE used_at IS NULL`) and a person is coun
 its count are written, or neither is, on SQLite and PostgreSQL alike.
 
 Both hot paths are lean (measured in bench/storm.py against a reference written straight
-on psycopg), with statements built once. On PostgreSQL, a sign request counts its rate
-limits and writes the pending signature in one statement that commits by itself
-(`_SIGN_PG`: the per-IP and per-domain rows everyone from one office or company shares
-are never held across a round trip), then its email (already leased to this
-process, which sends it after the commit) in another. A confirmation reads its
+on psycopg), with statements built once. On PostgreSQL, a sign request takes its pending
+signature's id from the sequence, then counts its rate limits and writes the pending
+signature and its email (already leased to this process, which sends it after the commit)
+in one statement that commits by itself (`_SIGN_PG`: the per-IP and per-domain rows
+everyone from one office or company shares are never held across a round trip, and a
+pending signature never exists without its email). A confirmation reads its
 link, then does everything else in one statement that commits by itself (`_COUNT_IN_PG`):
 claim the link, insert the signature, lock the letter's row and move its counters and
 ledger length and head (the entry's hash computed in SQL from the canonical JSON prepared
@@ -74,7 +75,7 @@ from letters.ratelimit import (
     ip_prefix,
     refused,
 )
-from letters.record import blocks, counting, ledger, links, milestones, reveal
+from letters.record import blocks, counting, ledger, links, milestones, names, rekey, reveal
 from letters.record import floods as floods_module
 from letters.record.floods import FloodWatch
 from letters.record.public import allowed_domains, get_public_letter
@@ -143,8 +144,7 @@ _INSERT_PENDING = (
                 "email_hash",
                 "domain",
                 "organization",
-                "name",
-                "title",
+                "sealed_name",
                 "show_name",
                 "reveal_at",
                 "nonce_hash",
@@ -162,29 +162,58 @@ _PENDING_COLUMNS = (
     "email_hash",
     "domain",
     "organization",
-    "name",
-    "title",
+    "sealed_name",
     "show_name",
     "reveal_at",
     "nonce_hash",
     "created_at",
     "expires_at",
 )
-# PostgreSQL: the rate limits and the pending signature in one statement, undone as a whole
-# (nothing counted, nothing written) when a limit is exceeded (see letters.ratelimit).
-_SIGN_PG = text(
-    """
+# PostgreSQL: the rate limits, the pending signature and its email in one statement, undone
+# as a whole (nothing counted, nothing written) when a limit is exceeded (see
+# letters.ratelimit). The pending signature's id is taken from its sequence beforehand
+# (`_RESERVE_PG`, which locks nothing), so that its link and email are written before the
+# statement, and a pending signature never exists without its email.
+_RESERVE_PG = text("SELECT nextval(pg_get_serial_sequence('pending_signature', 'id'))")
+_OUTBOX_CASTS = {
+    "id": "BIGINT",
+    "created_at": "TIMESTAMPTZ",
+    "next_attempt_at": "TIMESTAMPTZ",
+    "locked_until": "TIMESTAMPTZ",
+    "attempts": "INTEGER",
+    "delivery_id": "INTEGER",
+}
+_SIGN_PG_SQL = """
 WITH LIMITS_AT_ONCE, pending AS (
-    INSERT INTO pending_signature (PENDING_COLUMNS)
-    SELECT :letter_id, :email_hash, :domain, :organization, :name, :title, :show_name,
-        CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :expires_at
+    INSERT INTO pending_signature (id, PENDING_COLUMNS)
+    SELECT :pending_id, :letter_id, :email_hash, :domain, :organization, :sealed_name,
+        :show_name, CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :link_expires_at
     WHERE NOT EXISTS (SELECT 1 FROM refused)
     RETURNING id
+)QUEUED
+SELECT GUARD AS guard, OUTBOX_ID AS outbox_id
+""".replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE).replace(
+    "PENDING_COLUMNS", ", ".join(_PENDING_COLUMNS)
 )
-SELECT GUARD AS guard, (SELECT id FROM pending) AS pending_id
-""".replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE)
-    .replace("PENDING_COLUMNS", ", ".join(_PENDING_COLUMNS))
+_QUEUED = """, queued AS (
+    INSERT INTO outbox_message (OUTBOX_COLUMNS)
+    SELECT OUTBOX_VALUES FROM pending
+    RETURNING id
+)""".replace("OUTBOX_COLUMNS", ", ".join(outbox.ROW_COLUMNS)).replace(
+    "OUTBOX_VALUES",
+    ", ".join(
+        f"CAST(:mail_{name} AS {_OUTBOX_CASTS[name]})" if name in _OUTBOX_CASTS else f":mail_{name}"
+        for name in outbox.ROW_COLUMNS
+    ),
+)
+# With its email, and without (a caller that passes no `compose`).
+_SIGN_PG = text(
+    _SIGN_PG_SQL.replace("QUEUED", _QUEUED)
     .replace("GUARD", GUARD)
+    .replace("OUTBOX_ID", "(SELECT id FROM queued)")
+)
+_SIGN_PG_NO_MAIL = text(
+    _SIGN_PG_SQL.replace("QUEUED", "").replace("GUARD", GUARD).replace("OUTBOX_ID", "NULL")
 )
 
 
@@ -203,9 +232,9 @@ async def request_signature(
 ) -> LinkToSend:
     """Record a pending signature and queue the email with its link.
 
-    On PostgreSQL the rate limits and the pending signature are one statement that
-    commits by itself, and the email another; on SQLite all is one transaction, the rate
-    limits last.
+    On PostgreSQL the rate limits, the pending signature and its email are one statement
+    that commits by itself (after the pending signature's id is taken from its sequence);
+    on SQLite all is one transaction, the rate limits last.
     `rules` is the letter and its domains as the caller has them (read here otherwise);
     `floods`, the process's watch over flooded domains (letters.record.floods).
     Raises LetterNotFound, LetterClosed, FieldError or RateLimited; in each case nothing
@@ -234,6 +263,11 @@ async def request_signature(
         # Counted, never refused: a domain's count only tells when it is flooded (floods).
         Limit(domain_key, UNCAPPED),
     ]
+    if settings.keys.older:
+        # After a key change: what this address's older hash names moves to this one first
+        # (letters.record.rekey), so a returning signer is recognized.
+        await rekey.address(session, settings.keys, form.address.canonical, email_hash)
+        await session.commit()
     if floods is not None:
         ip_domain = signer.key_hash("ip-domain", f"{ip_prefix(client_host)} {form.address.domain}")
         limits += await floods.limits(
@@ -247,29 +281,45 @@ async def request_signature(
             now=now,
         )
     nonce = new_nonce()
+    nonce_hash = hash_nonce(nonce)
     pending = {
         "letter_id": letter.id,
         "email_hash": email_hash,
         "domain": form.address.domain,
         "organization": rule.organization,
-        "name": form.name,
-        "title": form.title,
+        # Sealed: nothing a pending signature holds is public yet.
+        "sealed_name": names.seal(
+            settings.keys, form.name, form.title, names.of_pending_row(nonce_hash)
+        ),
         "show_name": form.show_name,
         "reveal_at": form.reveal_at,
-        "nonce_hash": hash_nonce(nonce),
+        "nonce_hash": nonce_hash,
         "created_at": now,
         "expires_at": now + timedelta(seconds=settings.link_max_age),
     }
+    lease = settings.mail_in_app
+    outbox_id = leased = None
+    message = None
     at_once = session.bind is not None and session.bind.dialect.name == "postgresql"
     if at_once:
-        # One statement that commits by itself: the limits (the per-IP and per-domain rows
-        # everyone from one office or company shares are held for it only) and the pending
-        # signature; then, by itself too, its email. A failure between the two leaves at
-        # most a pending signature nobody has a link to, which expires.
+        # The pending signature's id first (a sequence, no lock), so that its link and email
+        # are ready; then one statement that commits by itself: the limits (the per-IP and
+        # per-domain rows everyone from one office or company shares are held for it only),
+        # the pending signature and its email, all or nothing.
         connection = await session.connection(execution_options=on_its_own(session))
-        params = at_once_params(limits, settings.limit_window, now) | pending
+        pending_id = (await connection.execute(_RESERVE_PG)).scalar_one()
+        token = links.make(signer, links.SIGNER, pending_id, nonce)
+        # The rate-limit rows' `expires_at` (the window's end) is not the link's.
+        params = pending | at_once_params(limits, settings.limit_window, now)
+        params.update(pending_id=pending_id, link_expires_at=pending["expires_at"])
+        statement = _SIGN_PG_NO_MAIL
+        if compose is not None:
+            message = compose(form.address.email, token)
+            row = outbox.row_values(settings.keys, message, now, lease=lease)
+            params |= {f"mail_{name}": value for name, value in row.items()}
+            statement = _SIGN_PG
         try:
-            pending_id = (await connection.execute(_SIGN_PG, params)).one().pending_id
+            outbox_id = (await connection.execute(statement, params)).one().outbox_id
         except DBAPIError as error:
             limited = refused(error, settings.limit_window, now)
             if limited is None:
@@ -277,23 +327,22 @@ async def request_signature(
             await session.rollback()
             raise limited from None
     else:
+        # SQLite: one transaction, the rate limits last (a refusal rolls everything back).
         connection = await session.connection()
         pending_id = (await connection.execute(_INSERT_PENDING, pending)).scalar_one()
-    token = links.make(signer, links.SIGNER, pending_id, nonce)
-    outbox_id = leased = None
-    if compose is not None:
-        message = compose(form.address.email, token)
-        lease = settings.mail_in_app
-        outbox_id = await outbox.enqueue(session, message, now, lease=lease)
-        leased = outbox.Leased(outbox_id, message) if lease else None
-    if not at_once:
-        # SQLite: last, in the same transaction (a refusal rolls everything back).
+        token = links.make(signer, links.SIGNER, pending_id, nonce)
+        if compose is not None:
+            message = compose(form.address.email, token)
+            outbox_id = await outbox.enqueue(session, settings.keys, message, now, lease=lease)
         try:
             await hit(session, limits, settings.limit_window, now)
         except RateLimited:
             await session.rollback()
             raise
     await session.commit()
+    if message is not None and lease:
+        assert outbox_id is not None
+        leased = outbox.Leased(outbox_id, message)
     return LinkToSend(
         email=form.address.email,
         token=token,
@@ -310,6 +359,9 @@ class PendingView:
     letter: Letter
     pending: PendingSignature
     used: bool
+    # The name and title the signer chose to show, opened for this page ("" if hidden).
+    name: str = ""
+    title: str = ""
 
 
 async def inspect_link(
@@ -322,7 +374,11 @@ async def inspect_link(
     letter = await session.get(Letter, pending.letter_id)
     if letter is None or letter.status == LetterStatus.draft:
         raise links.invalid(links.SIGNER)
-    return PendingView(letter=letter, pending=pending, used=pending.used_at is not None)
+    used = pending.used_at is not None
+    name, title = "", ""
+    if pending.show_name and not used:
+        name, title = names.of_pending(settings.keys, pending)
+    return PendingView(letter=letter, pending=pending, used=used, name=name, title=title)
 
 
 _LETTER = table_of(Letter)
@@ -365,10 +421,10 @@ WITH claimed AS (
     RETURNING id
 ), inserted AS (
     INSERT INTO signature (letter_id, email_hash, domain, organization, name, title,
-        show_name, reveal_at, commitment, verified_at, updated_at, letter_version,
-        name_hidden_by_authors)
-    SELECT :letter_id, :email_hash, :domain, :organization, :name, :title, :show_name,
-        CAST(:reveal_at AS INTEGER), :commitment, :now, :now,
+        sealed_name, show_name, reveal_at, commitment, verified_at, updated_at,
+        letter_version, name_hidden_by_authors)
+    SELECT :letter_id, :email_hash, :domain, :organization, :name, :title, :sealed_name,
+        :show_name, CAST(:reveal_at AS INTEGER), :commitment, :now, :now,
         (SELECT version FROM letter WHERE id = :letter_id), false
     FROM claimed
     ON CONFLICT (letter_id, email_hash) DO NOTHING
@@ -498,7 +554,9 @@ async def confirm(
     receipt = ledger.new_receipt()
     commitment = ledger.commitment(receipt)
     named = bool(pending["show_name"])
-    salt, digest = ledger.new_name(named, pending["name"], pending["title"])
+    # Opened here, in memory: kept in clear only if shown (letters.record.names).
+    name, title = names.of_pending(settings.keys, pending)
+    salt, digest = ledger.new_name(named, name, title)
     day = now.date().isoformat()
     values = {
         "now": now,
@@ -507,16 +565,17 @@ async def confirm(
         "email_hash": pending["email_hash"],
         "domain": pending["domain"],
         "organization": pending["organization"],
-        "name": pending["name"],
-        "title": pending["title"],
+        **names.signature_columns(
+            settings.keys, pending["letter_id"], pending["email_hash"], named, name, title
+        ),
         "show_name": named,
         "reveal_at": None if named else pending["reveal_at"],
         "commitment": commitment,
         "named": int(named),
         "hidden": int(not named),
         "day": day,
-        "entry_name": pending["name"] if named else "",
-        "entry_title": pending["title"] if named else "",
+        "entry_name": name if named else "",
+        "entry_title": title if named else "",
         "salt": salt,
         "entry_digest": digest,
         "prefix": ledger.chain_prefix(
@@ -540,9 +599,9 @@ async def confirm(
     letter_id = pending["letter_id"]
     if counted.letter is None:
         # Counted already: this person signed before. Take their new details.
-        await _update_existing(session, _pending_row(pending), now)
+        await _update_existing(session, _pending_row(pending), name, title, settings, now)
         await reveal.release(
-            session, letter_id, pending["organization"], now, pending["email_hash"]
+            session, settings.keys, letter_id, pending["organization"], now, pending["email_hash"]
         )
         await session.commit()
         return await _confirmation(session, letter_id, pending["email_hash"], "updated", None)
@@ -553,9 +612,10 @@ async def confirm(
         await milestones.check(session, letter_id, settings, now, letter)
         # Names waiting for this organization's count to reach their threshold: shown
         # together with the count that reached it.
-        if reveal.may_release(counted.organization_count, values["reveal_at"], pending["name"]):
+        if reveal.may_release(counted.organization_count, values["reveal_at"], name):
             shown = await reveal.release(
                 session,
+                settings.keys,
                 letter_id,
                 pending["organization"],
                 now,
@@ -573,8 +633,9 @@ async def confirm(
         email_hash=pending["email_hash"],
         domain=pending["domain"],
         organization=pending["organization"],
-        name=pending["name"],
-        title=pending["title"],
+        # In memory only, for the page that thanks the signer.
+        name=name,
+        title=title,
         show_name=named,
         reveal_at=values["reveal_at"],
         commitment=commitment,
@@ -685,6 +746,7 @@ def _steps(dialect: str) -> _Steps:
             organization=bindparam("organization"),
             name=bindparam("name"),
             title=bindparam("title"),
+            sealed_name=bindparam("sealed_name"),
             show_name=bindparam("show_name"),
             reveal_at=bindparam("reveal_at", type_=Integer()),
             commitment=bindparam("commitment"),
@@ -797,8 +859,16 @@ async def _count_step_by_step(connection: AsyncConnection, values: dict[str, Any
     )
 
 
-async def _update_existing(session: AsyncSession, pending: PendingSignature, now: datetime) -> None:
-    """A person who already signed confirmed again: take their new details, count nothing new.
+async def _update_existing(
+    session: AsyncSession,
+    pending: PendingSignature,
+    name: str,
+    title: str,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """A person who already signed confirmed again: take their new details (`name` and
+    `title` opened from the pending signature), count nothing new.
 
     The row is locked (`FOR UPDATE` on PostgreSQL; SQLite's transaction already holds the
     write lock) so two concurrent re-confirmations cannot both move a named/hidden count.
@@ -821,8 +891,9 @@ async def _update_existing(session: AsyncSession, pending: PendingSignature, now
         session,
         signature,
         show_name=pending.show_name,
-        name=pending.name,
-        title=pending.title,
+        name=name,
+        title=title,
         reveal_at=pending.reveal_at,
         now=now,
+        keys=settings.keys,
     )

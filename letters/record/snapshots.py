@@ -2,7 +2,9 @@
 
 The signing key is derived from SECRET_KEY (HKDF), so every worker on every host signs
 with the same key without sharing a key file, and rotating SECRET_KEY rotates it. The
-public key is published at /.well-known/jwks.json. Snapshots are compact JWS (ES256)
+public key is published at /.well-known/jwks.json, with those derived from OLD_SECRET_KEYS
+(each named by its thumbprint, the `kid` of the snapshots it signed), so snapshots signed
+before a key change still verify. Snapshots are compact JWS (ES256)
 whose payload is JSON, so any JOSE library can check them; `letters verify-ledger` does.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,10 +48,14 @@ def signing_key(secret_key: str) -> ECKey:
     return ECKey.import_key(pem)
 
 
-def public_jwks(key: ECKey) -> dict[str, Any]:
-    public = key.as_dict(private=False)
-    public.update(kid=key.thumbprint(), use="sig", alg=ALGORITHM)
-    return {"keys": [public]}
+def public_jwks(key: ECKey, older: Sequence[ECKey] = ()) -> dict[str, Any]:
+    """The key set to check snapshots with: the current key first, then earlier ones."""
+    published = []
+    for each in (key, *older):
+        public = each.as_dict(private=False)
+        public.update(kid=each.thumbprint(), use="sig", alg=ALGORITHM)
+        published.append(public)
+    return {"keys": published}
 
 
 def sign(key: ECKey, payload: dict[str, Any]) -> str:

@@ -207,7 +207,8 @@ def send_soon(request: Request, *outbox_ids: int | outbox.Leased | None) -> Back
     process's sender or by `letters worker`.
     """
     ids = [i for i in outbox_ids if i is not None]
-    if not ids or not settings_of(request).mail_in_app:
+    settings = settings_of(request)
+    if not ids or not settings.mail_in_app:
         return None
     state = request.app.state
 
@@ -216,7 +217,7 @@ def send_soon(request: Request, *outbox_ids: int | outbox.Leased | None) -> Back
             if isinstance(message, outbox.Leased):
                 await outbox.send_leased(state.writer, state.mail, message)
             else:
-                await outbox.send_now(state.writer, state.mail, message)
+                await outbox.send_now(state.writer, state.mail, settings.keys, message)
 
     return BackgroundTask(send)
 

@@ -134,9 +134,11 @@ async def delivered_snapshot(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    """`/.well-known/jwks.json`: the public key that signs snapshots."""
+    """`/.well-known/jwks.json`: the public key that signs snapshots, and those that signed
+    them before a key change (OLD_SECRET_KEYS)."""
+    state = request.app.state
     return JSONResponse(
-        snapshots.public_jwks(request.app.state.snapshot_key),
+        snapshots.public_jwks(state.snapshot_key, state.older_snapshot_keys),
         headers={"Cache-Control": "public, max-age=3600"},
     )
 

@@ -16,10 +16,11 @@ from letters.forms import REVEAL_THRESHOLDS, Details, FieldError
 from letters.i18n import N_, gettext, ngettext
 from letters.mail.compose import hours, manage_email
 from letters.ratelimit import RateLimited
-from letters.record import signer_control
+from letters.record import names, signer_control
 from letters.record.counting import SignatureGone
 from letters.record.signer_control import Action, ManageView, NothingToChange
 from letters.record.signing import LetterClosed
+from letters.sealing import Keyring
 from letters.tokens import LinkUsed, TokenError
 from letters.web.common import (
     NO_STORE,
@@ -163,7 +164,7 @@ def _page(
         "errors": errors or {},
         "notice": notice,
         "closed": view.letter.status != "published",
-        "keeps_hidden_name": not signature.show_name and bool(signature.name or signature.title),
+        "keeps_hidden_name": not signature.show_name and names.keeps_a_name(signature),
     }
     return render(request, "manage/manage.html", context, status, NO_STORE)
 
@@ -197,16 +198,18 @@ def _check_usable(view: ManageView) -> None:
 FORM_FIELDS = ("action", "name", "title", "show_name", "reveal_at")
 
 
-def _keeping_hidden_name(data: dict[str, Any], view: ManageView) -> dict[str, Any]:
-    """The page never shows a hidden name, so empty name and title fields keep the stored ones."""
+def _keeping_hidden_name(data: dict[str, Any], view: ManageView, keys: Keyring) -> dict[str, Any]:
+    """The page never shows a hidden name, so empty name and title fields keep the stored
+    ones (opened here, in memory)."""
     signature = view.signature
     if signature is None or signature.show_name:
         return data
+    name, title = names.of_signature(keys, signature)
     kept = dict(data)
     if not (data.get("name") or "").strip():
-        kept["name"] = signature.name
+        kept["name"] = name
     if not (data.get("title") or "").strip():
-        kept["title"] = signature.title
+        kept["title"] = title
     return kept
 
 
@@ -221,7 +224,7 @@ async def manage_action(request: Request) -> Response:
             view = await _inspect(request, token)
             _check_usable(view)
             try:
-                details = _details(data, view)
+                details = _details(data, view, settings_of(request).keys)
             except FieldError as error:
                 return _page(request, view, 422, {error.field: error.message}, data)
         async with db_session(request, write=True) as session:
@@ -259,10 +262,11 @@ def _action(data: dict[str, str | None]) -> Action:
         raise NoAction from None
 
 
-def _details(data: dict[str, str | None], view: ManageView) -> Details:
+def _details(data: dict[str, str | None], view: ManageView, keys: Keyring) -> Details:
     """The new details of an update; FieldError if they are wrong or the authors forbid them."""
     assert view.signature is not None
-    details = Details.parse(_keeping_hidden_name(data, view), view.letter.ask_title)
+    kept = _keeping_hidden_name(data, view, keys)
+    details = Details.parse(kept, view.letter.ask_title)
     if view.signature.name_hidden_by_authors and (details.show_name or details.reveal_at):
         raise FieldError("show_name", HIDDEN_BY_AUTHORS)
     return details

@@ -57,7 +57,12 @@ async def verify_page(request: Request) -> Response:
         return link_problem(request, TEMPLATE, LinkUsed(), MESSAGES)
     if view.letter.status != LetterStatus.published:
         return link_problem(request, TEMPLATE, LetterClosed(view.letter.id), MESSAGES)
-    context = {"letter": view.letter, "pending": view.pending}
+    context = {
+        "letter": view.letter,
+        "pending": view.pending,
+        "name": view.name,
+        "title": view.title,
+    }
     return render(request, "signatures/confirm.html", context, headers=NO_STORE)
 
 

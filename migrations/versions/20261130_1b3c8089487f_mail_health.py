@@ -1,7 +1,7 @@
 """mail health: sending attempts counted by hour and outcome, and failure alerts
 
 Revision ID: 1b3c8089487f
-Revises: 7d3e5c1a9b20
+Revises: c3a9d5e81b07
 Create Date: 2026-11-30 13:08:43.415754
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '1b3c8089487f'
-down_revision: str | None = '7d3e5c1a9b20'
+down_revision: str | None = 'c3a9d5e81b07'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,7 +13,10 @@ from starlette.testclient import TestClient
 
 from letters.authors.accounts import SESSION_SALT
 from letters.db import writer
+from letters.mail import outbox
+from letters.mail.backend import Message
 from letters.models import Author, AuthorSession, Letter, OutboxMessage, utcnow
+from letters.sealing import keyring
 from letters.tokens import Signer
 from tests.conftest import SECRET
 from tests.helpers import confirm_api, csrf_from, sign_api
@@ -106,9 +109,9 @@ def sign(client: TestClient, mailbox: Any, email: str, slug: str, **fields: Any)
     return confirm_api(client, mailbox.last_token(to=email))
 
 
-def queued(db: Session, to: str | None = None) -> list[OutboxMessage]:
+def queued(db: Session, to: str | None = None) -> list[Message]:
+    """The queued emails, opened (the rows hold them sealed), in the order they were queued."""
     db.rollback()
-    statement = select(OutboxMessage)
-    if to is not None:
-        statement = statement.where(OutboxMessage.to_address == to)
-    return list(db.exec(statement.order_by(OutboxMessage.id)).all())
+    statement = select(OutboxMessage).order_by(OutboxMessage.created_at)
+    messages = [outbox.message_of(row, keyring(SECRET)) for row in db.exec(statement).all()]
+    return [message for message in messages if to is None or message.to == to]

@@ -317,7 +317,9 @@ def test_a_delivery_that_the_mail_server_never_takes_is_marked_failed(signed, db
     message.locked_until = None
     db.add(message)
     db.commit()
-    signed.portal.call(outbox.drain, signed.app.state.writer, Refusing())
+    signed.portal.call(
+        outbox.drain, signed.app.state.writer, Refusing(), signed.app.state.settings.keys
+    )
     db.rollback()
     row = db.exec(select(Delivery)).one()
     assert row.failed_at is not None and row.sent_at is None

@@ -9,8 +9,10 @@ from sqlmodel import select
 
 from letters.authors import moderation
 from letters.models import AuditEntry, BlockedSigner, LedgerEntry, PendingSignature, Signature
+from letters.sealing import keyring
 from tests.authors.helpers import create_draft, post_form, publish, sign, sign_in_as
-from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
+from tests.conftest import SECRET
+from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, names_of, sign_api
 
 SLUG = "drop-the-contract"
 LIST = f"/authors/letters/{SLUG}/signatures"
@@ -30,7 +32,7 @@ def signed(client, engine, mailbox, db):
     sign(client, mailbox, "secret@github.com", SLUG, name="Secret Person", title="Spy")
     sign(client, mailbox, "quiet@corp.example", SLUG)
     db.rollback()
-    ids = {s.name or s.organization: s.id for s in db.exec(select(Signature)).all()}
+    ids = {names_of(s)[0] or s.organization: s.id for s in db.exec(select(Signature)).all()}
     return {"author": author, "troll": ids["Bill Gates"], "hidden": ids["Secret Person"]}
 
 
@@ -180,7 +182,9 @@ def test_concurrent_moderation_of_one_signature_counts_once(client, signed, db):
             try:
                 async with app.state.writer() as session:
                     if action == "hide":
-                        await moderation.hide_name(session, signed["author"], SLUG, signed["troll"])
+                        await moderation.hide_name(
+                            session, signed["author"], SLUG, signed["troll"], keyring(SECRET)
+                        )
                     else:
                         await moderation.invalidate(
                             session, signed["author"], SLUG, signed["troll"], "spam"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from letters.db import make_async_engine, make_sessionmaker, writer
 from letters.mail import outbox
 from letters.mail.backend import MailError, Message
 from letters.models import OutboxMessage, utcnow
+from letters.sealing import Unsealable
 from tests.helpers import sign_api
 
 
@@ -49,7 +51,7 @@ def queue(settings, count):
                 message = Message(
                     f"p{number}@microsoft.com", "Subject", f"text {number}", "<p>h</p>"
                 )
-                await outbox.enqueue(session, message)
+                await outbox.enqueue(session, settings.keys, message)
             await session.commit()
 
     run(settings, work)
@@ -69,16 +71,19 @@ def test_a_sign_request_queues_its_email_in_the_same_transaction(settings, lette
     with TestClient(create_app(settings)) as client:
         assert sign_api(client, "queued@microsoft.com").status_code == 202
         assert sign_api(client, "refused@gmail.com").status_code == 422
-    queued = rows(db)
-    assert [row.to_address for row in queued] == ["queued@microsoft.com"]
-    assert "/verify/" in queued[0].text
+    [row] = rows(db)
+    message = outbox.message_of(row, settings.keys)
+    assert message.to == "queued@microsoft.com"
+    assert "/verify/" in message.text
+    # The row holds nothing readable: no address, no link, no text.
+    assert "queued" not in row.sealed and "verify" not in row.sealed
     assert mailbox.messages == []
 
 
 def test_drain_sends_each_message_once_and_deletes_it(settings, db):
     queue(settings, 5)
     backend = Recorder()
-    result = run(settings, lambda maker: outbox.drain(maker, backend))
+    result = run(settings, lambda maker: outbox.drain(maker, backend, settings.keys))
     assert (result.sent, result.failed) == (5, 0)
     assert sorted(m.to for m in backend.sent) == sorted(f"p{n}@microsoft.com" for n in range(5))
     assert rows(db) == []  # no plaintext address is left behind
@@ -89,7 +94,9 @@ def test_concurrent_senders_never_send_the_same_message_twice(settings, db):
     backend = Recorder(delay=0.001)
 
     async def work(maker):
-        return await asyncio.gather(*[outbox.drain(maker, backend) for _ in range(6)])
+        return await asyncio.gather(
+            *[outbox.drain(maker, backend, settings.keys) for _ in range(6)]
+        )
 
     results = run(settings, work)
     assert sum(result.sent for result in results) == 60
@@ -99,7 +106,7 @@ def test_concurrent_senders_never_send_the_same_message_twice(settings, db):
 
 def test_failures_are_retried_with_backoff_then_given_up(settings, db):
     queue(settings, 1)
-    result = run(settings, lambda maker: outbox.drain(maker, Recorder(fail=True)))
+    result = run(settings, lambda maker: outbox.drain(maker, Recorder(fail=True), settings.keys))
     assert result.failed == 1
     [row] = rows(db)
     assert row.attempts == 1
@@ -107,13 +114,13 @@ def test_failures_are_retried_with_backoff_then_given_up(settings, db):
     assert row.next_attempt_at > utcnow() + timedelta(seconds=5)  # backoff
     assert "127.0.0.1" in row.last_error
     # Not due yet: a second drain sends nothing.
-    assert run(settings, lambda maker: outbox.drain(maker, Recorder())).sent == 0
+    assert run(settings, lambda maker: outbox.drain(maker, Recorder(), settings.keys)).sent == 0
 
     row.attempts = outbox.MAX_ATTEMPTS - 1
     row.next_attempt_at = utcnow()
     db.add(row)
     db.commit()
-    run(settings, lambda maker: outbox.drain(maker, Recorder(fail=True)))
+    run(settings, lambda maker: outbox.drain(maker, Recorder(fail=True), settings.keys))
     assert rows(db) == []  # given up: the address does not stay forever
 
 
@@ -123,12 +130,12 @@ def test_a_lease_left_by_a_dead_sender_expires(settings, db):
     row.locked_until = utcnow() + timedelta(seconds=30)  # a sender died holding it
     db.add(row)
     db.commit()
-    assert run(settings, lambda maker: outbox.drain(maker, Recorder())).sent == 0
+    assert run(settings, lambda maker: outbox.drain(maker, Recorder(), settings.keys)).sent == 0
     row = rows(db)[0]
     row.locked_until = utcnow() - timedelta(seconds=1)
     db.add(row)
     db.commit()
-    assert run(settings, lambda maker: outbox.drain(maker, Recorder())).sent == 1
+    assert run(settings, lambda maker: outbox.drain(maker, Recorder(), settings.keys)).sent == 1
 
 
 def test_backoff_grows_and_is_capped():
@@ -173,3 +180,32 @@ def test_expired_links_and_rate_limit_rows_are_deleted(client, letter, mailbox, 
     remaining = db.exec(select(PendingSignature)).all()
     assert len(remaining) == 1
     assert remaining[0].id != old_id
+
+
+def test_a_message_sealed_for_one_row_does_not_open_in_another(settings, db):
+    queue(settings, 2)
+    first, second = rows(db)
+    first.sealed, second.sealed = second.sealed, first.sealed
+    with pytest.raises(Unsealable):
+        outbox.message_of(first, settings.keys)
+
+
+def test_messages_sealed_under_an_old_key_still_go_while_it_is_listed(settings, db):
+    queue(settings, 2)
+    old_key = settings.secret_key
+    settings.secret_key = "a-new-secret-key-that-is-long-enough-9876543210"
+    settings.old_secret_keys = old_key
+    backend = Recorder()
+    result = run(settings, lambda maker: outbox.drain(maker, backend, settings.keys))
+    assert (result.sent, result.dropped) == (2, 0)
+    assert rows(db) == []
+
+
+def test_messages_no_active_key_opens_are_dropped_and_counted_not_retried(settings, db):
+    queue(settings, 3)
+    settings.secret_key = "a-new-secret-key-that-is-long-enough-9876543210"
+    backend = Recorder()
+    result = run(settings, lambda maker: outbox.drain(maker, backend, settings.keys))
+    assert (result.sent, result.failed, result.dropped) == (0, 0, 3)
+    assert backend.sent == []
+    assert rows(db) == []

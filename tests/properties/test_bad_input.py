@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from letters.models import PendingSignature
 from letters.tokens import Signer
 from tests.conftest import SECRET
-from tests.helpers import counts, csrf_from, pending_count, sign_api
+from tests.helpers import counts, csrf_from, names_of, pending_count, sign_api
 
 SIGN_URL = "/api/letters/test-letter/signatures"
 FORM_URL = "/letters/test-letter/sign"
@@ -105,7 +105,7 @@ def assert_signing_accepted(db: Any, mailbox: Any, before: tuple[Any, int, int])
     assert counts(db) == before_counts  # pending never counts
     latest = db.exec(select(PendingSignature).order_by(col(PendingSignature.id).desc())).first()
     assert latest is not None and domain_is_allowed(latest.domain)
-    for text in (latest.name, latest.title):
+    for text in names_of(latest):
         assert all(ch == " " or ch.isprintable() or ch in "\u200c\u200d" for ch in text), text
 
 
@@ -419,7 +419,7 @@ def test_whitespace_controls_in_names_collapse_to_a_space(
     assert_signing_accepted(db, mailbox, before)
     stored = db.exec(select(PendingSignature).order_by(col(PendingSignature.id).desc())).first()
     assert stored is not None
-    assert stored.name == unicodedata.normalize("NFC", " ".join(f"{first} {last}".split()))
+    assert names_of(stored)[0] == unicodedata.normalize("NFC", " ".join(f"{first} {last}".split()))
 
 
 # --- POST /api/verify ---------------------------------------------------------------------

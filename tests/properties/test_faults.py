@@ -236,7 +236,7 @@ def enqueue_messages(database_url: str, addresses: list[str]) -> None:
             for address in addresses:
                 text = f"Hello {address}"
                 message = Message(to=address, subject="Race", text=text, html=f"<p>{text}</p>")
-                await outbox.enqueue(session, message)
+                await outbox.enqueue(session, settings.keys, message)
             await session.commit()
 
     asyncio.run(main())

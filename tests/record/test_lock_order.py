@@ -28,7 +28,7 @@ from letters.record import signer_control
 from letters.record.signer_control import Action, Details
 from tests.authors.helpers import create_draft, post_form, publish, sign, sign_in_as
 from tests.conftest import ON_POSTGRES
-from tests.helpers import confirm_api, sign_api
+from tests.helpers import confirm_api, names_of, sign_api
 
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="row locks: PostgreSQL only")
 
@@ -116,7 +116,8 @@ def manage(client, email: str, action: Action, details: Details | None = None):
 
 def signature_id(db, name: str) -> int:
     db.rollback()
-    return db.exec(select(Signature.id).where(Signature.name == name)).one()
+    [found] = [s.id for s in db.exec(select(Signature)).all() if names_of(s)[0] == name]
+    return found
 
 
 def test_a_new_confirmation_locks_signature_letter_organization_day(client, published, mailbox):

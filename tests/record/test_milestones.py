@@ -52,7 +52,7 @@ def set_counts(engine, verified: int) -> None:
 
 
 def milestone_mail(db) -> list[tuple[str, str]]:
-    return [(m.to_address, m.subject) for m in queued(db) if "verified signatures" in m.subject]
+    return [(m.to, m.subject) for m in queued(db) if "verified signatures" in m.subject]
 
 
 def test_the_authors_hear_when_the_count_passes_100_once(client, published, engine, db, mailbox):
@@ -69,7 +69,8 @@ def test_the_authors_hear_when_the_count_passes_100_once(client, published, engi
     assert db.exec(select(func.count()).select_from(Milestone)).one() == 1
     # The outbox sends them.
     count = len(mailbox.messages)
-    client.portal.call(outbox.drain, client.app.state.writer, client.app.state.mail)
+    state = client.app.state
+    client.portal.call(outbox.drain, state.writer, state.mail, state.settings.keys)
     mailbox.wait_for(count + 2)
     sent = [m for m in mailbox.messages if "passed 100" in str(m["Subject"])]
     assert sorted(m["To"] for m in sent) == ["ada@example.org", "bob@example.org"]
@@ -88,7 +89,7 @@ def test_reaching_the_goal_is_a_milestone_too(client, published, mailbox, db):
 
 
 def queued_subjects(db):
-    return [(m.to_address, m.subject) for m in queued(db) if "Drop the contract" in m.subject]
+    return [(m.to, m.subject) for m in queued(db) if "Drop the contract" in m.subject]
 
 
 def test_concurrent_confirmations_send_each_milestone_once(client, published, engine, db, mailbox):

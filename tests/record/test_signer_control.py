@@ -16,7 +16,7 @@ from letters.record import links
 from letters.record import signer_control as manage
 from letters.tokens import Signer
 from tests.conftest import SECRET, make_letter, make_settings
-from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
+from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, names_of, sign_api
 
 MANAGE = re.compile(r"/manage/([A-Za-z0-9_\-.]+)")
 
@@ -72,7 +72,8 @@ def entries(db, commitment: str) -> list[LedgerEntry]:
 
 def signature_of(db, name: str) -> Signature:
     db.rollback()
-    return db.exec(select(Signature).where(Signature.name == name)).one()
+    [found] = [s for s in db.exec(select(Signature)).all() if names_of(s)[0] == name]
+    return found
 
 
 # --- asking for a link -------------------------------------------------------------------
@@ -622,7 +623,8 @@ def test_the_manage_page_never_prints_a_hidden_name(client, letter, mailbox, db)
     assert done.status_code == 200
     assert "Zed" not in done.text
     signature = signature_of(db, "Zed Hiddenname")
-    assert (signature.title, signature.reveal_at) == ("Secret Team", 50)
+    assert (names_of(signature)[1], signature.reveal_at) == ("Secret Team", 50)
+    assert signature.title == "" and "Secret" not in signature.sealed_name  # sealed at rest
     # An error page does not print it either.
     token = link_for(client, mailbox, "zed@microsoft.com")
     refused = act(client, token, "update", show_name="0", name="", reveal_at="7")

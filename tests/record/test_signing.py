@@ -278,6 +278,6 @@ async def _drain(settings, backend):
 
     engine = make_async_engine(settings)
     try:
-        return await outbox.drain(make_sessionmaker(writer(engine)), backend)
+        return await outbox.drain(make_sessionmaker(writer(engine)), backend, settings.keys)
     finally:
         await engine.dispose()

@@ -17,7 +17,7 @@ from letters.forms import FieldError
 from letters.i18n import N_, gettext
 from letters.models import Author, utcnow
 from letters.record.public import tally
-from letters.web.common import NO_STORE, db_session
+from letters.web.common import NO_STORE, db_session, settings_of
 from letters.web.workspace.session import (
     forget_letter,
     message,
@@ -69,7 +69,9 @@ async def hide(request: Request, author: Author) -> Response:
     await read_author_form(request, max_fields=5)
     try:
         async with db_session(request, write=True) as session:
-            await moderation.hide_name(session, author, slug, path_id(request, "signature_id"))
+            signature_id = path_id(request, "signature_id")
+            keys = settings_of(request).keys
+            await moderation.hide_name(session, author, slug, signature_id, keys)
     except moderation.AlreadyDone:
         return message(
             request, 409, gettext("This name is already hidden, or the signature is gone.")
