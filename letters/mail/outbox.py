@@ -266,7 +266,8 @@ async def _send_one(
                     )
                 )
                 logger.warning("outbox message %s not sent (try %s): %s", row.id, attempts, error)
-            await health.record(session, message.channel, outcome, now, error.reply_code, error.status)
+            codes = (error.reply_code, error.status)
+            await health.record(session, message.channel, outcome, now, *codes)
             if isinstance(backend, Channels) and backend.alerting is not None:
                 await health.alert_if_failing(session, backend.alerting, now)
             await session.commit()
