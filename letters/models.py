@@ -202,6 +202,11 @@ class Signature(SQLModel, table=True):
     name_hidden_by_authors: bool = Field(
         default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
     )
+    # Confirmed in a founding round, before launch: counted in no counter and no ledger
+    # entry until the letter launches (letters.record.founding).
+    founding: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
 
 
 Index(
@@ -538,3 +543,27 @@ class FollowUp(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     author_id: int | None = Field(default=None, foreign_key="author.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class FoundingRound(SQLModel, table=True):
+    """A draft's founding round: people sign through a secret link before the letter is
+    public, and are counted together at launch (letters.record.founding).
+
+    The link names this row and carries a nonce whose SHA-256 is `nonce_hash`; a new link
+    replaces it, so the old one stops working. Open while neither `closed_at` nor
+    `launched_at` is set. `launch_at` is the planned launch (UTC), `time_zone` the IANA
+    zone the authors chose it in.
+    """
+
+    __tablename__ = "founding_round"
+
+    id: int = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", unique=True)
+    nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    launch_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    time_zone: str = Field(
+        default="UTC", sa_column=Column(String(64), nullable=False, server_default="UTC")
+    )
+    closed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    launched_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
