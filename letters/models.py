@@ -549,8 +549,9 @@ class FoundingRound(SQLModel, table=True):
     """A draft's founding round: people sign through a secret link before the letter is
     public, and are counted together at launch (letters.record.founding).
 
-    The link names this row and carries a nonce whose SHA-256 is `nonce_hash`; a new link
-    replaces it, so the old one stops working. Open while neither `closed_at` nor
+    The link is this row's id and `link_nonce`, signed with the secret key (its own salt):
+    the row alone cannot make a link, and the workspace can show the link again. A new
+    link replaces the nonce, so the old one stops working. Open while neither `closed_at` nor
     `launched_at` is set. `launch_at` is the planned launch (UTC), `time_zone` the IANA
     zone the authors chose it in.
     """
@@ -559,7 +560,7 @@ class FoundingRound(SQLModel, table=True):
 
     id: int = Field(default=None, primary_key=True)
     letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", unique=True)
-    nonce_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    link_nonce: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     opened_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     launch_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     time_zone: str = Field(

@@ -54,6 +54,7 @@ from letters.models import (
     AllowedDomain,
     BlockedSigner,
     DailyCount,
+    FoundingRound,
     LedgerEntry,
     LedgerKind,
     Letter,
@@ -73,7 +74,7 @@ from letters.ratelimit import (
     ip_prefix,
     refused,
 )
-from letters.record import blocks, counting, ledger, links, milestones, reveal
+from letters.record import blocks, counting, founding, ledger, links, milestones, reveal
 from letters.record.public import allowed_domains, get_public_letter
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer, hash_nonce, new_nonce
@@ -112,6 +113,8 @@ class SigningRules:
 
     letter: Letter
     domains: Sequence[AllowedDomain]
+    # A draft's founding round (letters.record.founding): signed before it is public.
+    founding: bool = False
 
 
 async def signing_rules(session: AsyncSession, slug: str) -> SigningRules:
@@ -211,7 +214,7 @@ async def request_signature(
         rules = await signing_rules(session, slug)
         await session.commit()  # ends the reads; what follows starts afresh
     letter = rules.letter
-    if letter.status != LetterStatus.published:
+    if letter.status != LetterStatus.published and not rules.founding:
         raise LetterClosed(letter.id)
     form = SignatureInput.parse(data, ask_title=letter.ask_title)
     rule = match_domain(form.address.domain, rules.domains)
@@ -290,6 +293,7 @@ class PendingView:
     letter: Letter
     pending: PendingSignature
     used: bool
+    founding: FoundingRound | None = None  # the open round, for a draft's founding link
 
 
 async def inspect_link(
@@ -300,9 +304,13 @@ async def inspect_link(
         session, signer, links.SIGNER, token, settings.link_max_age, utcnow()
     )
     letter = await session.get(Letter, pending.letter_id)
-    if letter is None or letter.status == LetterStatus.draft:
+    round_ = None
+    if letter is not None and letter.status == LetterStatus.draft:
+        round_ = await founding.round_of(session, pending.letter_id)
+    if letter is None or (letter.status == LetterStatus.draft and not founding.is_open(round_)):
         raise links.invalid(links.SIGNER)
-    return PendingView(letter=letter, pending=pending, used=pending.used_at is not None)
+    used = pending.used_at is not None
+    return PendingView(letter=letter, pending=pending, used=used, founding=round_)
 
 
 _LETTER = table_of(Letter)
@@ -437,7 +445,7 @@ async def _read_link(
 ) -> _Link:
     pending_id, nonce = links.read(signer, links.SIGNER, token, settings.link_max_age)
     row = (await connection.execute(_PENDING_OF_LINK, {"pending_id": pending_id})).first()
-    if row is None or row.nonce_hash != hash_nonce(nonce) or row.status == LetterStatus.draft:
+    if row is None or row.nonce_hash != hash_nonce(nonce):
         raise links.invalid(links.SIGNER)
     pending = {name: row._mapping[name] for name in _PENDING.c.keys()}  # noqa: SIM118
     if pending["used_at"] is not None:
@@ -462,9 +470,13 @@ async def confirm(
     signer: Signer,
     settings: Settings,
     now: datetime | None = None,
-) -> Confirmation:
+    *,
+    founding_round: bool = False,
+) -> Confirmation | founding.Founded:
     """Use a magic link: verify (and count) the signature, once. Commits.
 
+    A link of a draft's founding round is confirmed by letters.record.founding (counted
+    nowhere until launch) when `founding_round` allows it, and is invalid otherwise.
     Raises TokenError (invalid, expired or already used) or LetterClosed.
     """
     now = now or utcnow()
@@ -472,6 +484,11 @@ async def confirm(
     connection = await session.connection(execution_options=on_its_own(session))
     link = await _read_link(connection, token, signer, settings, now)
     pending = link.pending
+    if link.status == LetterStatus.draft:
+        await session.commit()  # ends the read; the round's own transaction follows
+        if not founding_round:
+            raise links.invalid(links.SIGNER)
+        return await founding.confirm(session, pending, now, ledger.new_receipt())
     if link.status != LetterStatus.published:
         await session.rollback()
         raise LetterClosed(pending["letter_id"])

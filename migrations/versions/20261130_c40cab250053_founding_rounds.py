@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table('founding_round',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('letter_id', sa.Integer(), nullable=False),
-    sa.Column('nonce_hash', sa.String(length=64), nullable=False),
+    sa.Column('link_nonce', sa.String(length=64), nullable=False),
     sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('launch_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('time_zone', sa.String(length=64), server_default='UTC', nullable=False),
@@ -30,7 +30,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['letter_id'], ['letter.id'], name=op.f('fk_founding_round_letter_id_letter'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_founding_round')),
     sa.UniqueConstraint('letter_id', name=op.f('uq_founding_round_letter_id')),
-    sa.UniqueConstraint('nonce_hash', name=op.f('uq_founding_round_nonce_hash'))
+    sa.UniqueConstraint('link_nonce', name=op.f('uq_founding_round_link_nonce'))
     )
     with op.batch_alter_table('signature', schema=None) as batch_op:
         batch_op.add_column(sa.Column('founding', sa.Boolean(), server_default=sa.false(), nullable=False))
