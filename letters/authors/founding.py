@@ -178,3 +178,12 @@ async def launch_now(
     if launched is None:
         raise NotAllowed(gettext("This letter has no open founding round."))
     return launched
+
+
+def in_zone(moment: datetime, zone_name: str) -> str:
+    """A moment as the authors planned it: local date and time, and the zone's name."""
+    try:
+        where = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        where, zone_name = ZoneInfo("UTC"), "UTC"
+    return f"{moment.astimezone(where):%Y-%m-%d %H:%M} ({zone_name})"
