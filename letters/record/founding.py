@@ -247,9 +247,7 @@ async def reset(session: AsyncSession, letter_id: int) -> int:
     deleted = await session.exec(
         delete(Signature).where(col(Signature.letter_id) == letter_id, col(Signature.founding))
     )
-    await session.exec(
-        delete(PendingSignature).where(col(PendingSignature.letter_id) == letter_id)
-    )
+    await session.exec(delete(PendingSignature).where(col(PendingSignature.letter_id) == letter_id))
     return int(deleted.rowcount or 0)
 
 
