@@ -32,6 +32,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.db import dialect_insert, table_of
+from letters.forms import Details
 from letters.models import (
     AllowedDomain,
     FoundingRound,
@@ -223,7 +224,7 @@ async def founding_count(session: AsyncSession, letter_id: int) -> int:
     return len(rows.all())
 
 
-async def withdraw(session: AsyncSession, signature: Signature) -> bool:
+async def withdraw_founding(session: AsyncSession, signature: Signature) -> bool:
     """Withdraw a founding signature before launch, in the caller's transaction (which
     holds the signature's row lock). Nothing was counted, so nothing moves; its pending
     links go too. False if launch counted it meanwhile (withdraw it as a counted one)."""
@@ -239,6 +240,33 @@ async def withdraw(session: AsyncSession, signature: Signature) -> bool:
         )
     )
     return True
+
+
+class Unchanged(Exception):
+    """The requested change is how the founding signature already is."""
+
+
+async def manage(
+    session: AsyncSession, signature: Signature, withdraw: bool, details: Details | None
+) -> Signature | None:
+    """A manage link's change to a founding signature, in the caller's transaction (which
+    holds its row lock): withdrawn (None), hidden (`details` None) or shown otherwise. No
+    counter or ledger entry moves: nothing was counted."""
+    if withdraw:
+        await withdraw_founding(session, signature)
+        return None
+    details = details or Details(name="", title="", show_name=False, reveal_at=None)
+    after = (details.show_name, details.name, details.title, details.reveal_at)
+    if (signature.show_name, signature.name, signature.title, signature.reveal_at) == after:
+        raise Unchanged
+    signature.show_name = details.show_name
+    signature.name = details.name
+    signature.title = details.title
+    signature.reveal_at = None if details.show_name else details.reveal_at
+    signature.updated_at = utcnow()
+    session.add(signature)
+    await session.flush()
+    return signature
 
 
 async def reset(session: AsyncSession, letter_id: int) -> int:
@@ -267,6 +295,24 @@ async def launch(
     if founding is None:
         await session.rollback()
         return None
+    # The founding signatures first, then the letter's row: the order manage links take.
+    founders = (
+        await session.exec(
+            update(Signature)
+            .where(col(Signature.letter_id) == letter_id, col(Signature.founding))
+            .values(founding=False, letter_version=1, updated_at=now)
+            .returning(
+                col(Signature.id),
+                col(Signature.verified_at),
+                col(Signature.organization),
+                col(Signature.show_name),
+                col(Signature.reveal_at),
+                col(Signature.name),
+                col(Signature.title),
+                col(Signature.commitment),
+            )
+        )
+    ).all()
     published = await session.exec(
         update(Letter)
         .where(col(Letter.id) == letter_id, col(Letter.status) == LetterStatus.draft)
@@ -296,23 +342,6 @@ async def launch(
             created_at=now,
         )
     )
-    founders = (
-        await session.exec(
-            update(Signature)
-            .where(col(Signature.letter_id) == letter_id, col(Signature.founding))
-            .values(founding=False, letter_version=1, updated_at=now)
-            .returning(
-                col(Signature.id),
-                col(Signature.verified_at),
-                col(Signature.organization),
-                col(Signature.show_name),
-                col(Signature.reveal_at),
-                col(Signature.name),
-                col(Signature.title),
-                col(Signature.commitment),
-            )
-        )
-    ).all()
     # In the order they were confirmed (ids break ties: they were inserted in that order).
     ordered = sorted(founders, key=lambda row: (row.verified_at, row.id))
     totals = Counter(row.organization for row in ordered)

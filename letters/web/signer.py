@@ -162,7 +162,7 @@ def _page(
         "form": form,
         "errors": errors or {},
         "notice": notice,
-        "closed": view.letter.status != "published",
+        "closed": view.letter.status == "closed",
         "keeps_hidden_name": not signature.show_name and bool(signature.name or signature.title),
     }
     return render(request, "manage/manage.html", context, status, NO_STORE)
@@ -233,6 +233,10 @@ async def manage_action(request: Request) -> Response:
     except (FormExpired, FormUnreadable, TokenError, LetterClosed, SignatureGone) as error:
         return link_problem(request, TEMPLATE, error, MESSAGES)
     forget_letter(request, result.letter.id)
+    if result.letter.status == "draft":
+        # A founding signature, before launch: no address that names the letter.
+        context = {"action": result.action, "here": request.app.url_path_for("index")}
+        return render(request, "founding/manage_done.html", context, headers=NO_STORE)
     context = {
         "letter": result.letter,
         "action": result.action,

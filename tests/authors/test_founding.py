@@ -292,3 +292,48 @@ def test_bad_launch_times_are_refused_and_change_nothing(client, engine, db):
         assert f'id="{field}-error"' in response.text
     db.rollback()
     assert db.exec(select(FoundingRound)).one().launch_at is None
+
+
+def manage_link(client, mailbox, link: str, email: str) -> str:
+    page = client.get(link)
+    count = len(mailbox.messages)
+    data = {"csrftoken": csrf_from(page.text), "email": email}
+    response = client.post(f"{link}/manage", data=data)
+    assert response.status_code == 200 and "Check your work email" in response.text
+    mailbox.wait_for(count + 1)
+    text = mailbox.text_of(mailbox.messages[-1])
+    return re.search(r"http://testserver(/manage/[^\s]+)", text).group(1)
+
+
+def test_founding_signers_can_change_or_withdraw_before_launch(
+    client, engine, db, mailbox, settings
+):
+    link = open_round(client, engine)
+    sign_out(client)
+    assert sign_founding(client, mailbox, link, "a@github.com", name="Ann").status_code == 200
+    assert sign_founding(client, mailbox, link, "b@github.com", name="Ben").status_code == 200
+    # Signing again through the round changes the details; still one signature.
+    again = sign_founding(client, mailbox, link, "a@github.com", name="Ann", show_name="1")
+    assert again.status_code == 200 and "You had already signed" in again.text
+
+    manage = manage_link(client, mailbox, link, "b@github.com")
+    page = client.get(manage)
+    assert page.status_code == 200
+    response = client.post(manage, data={"csrftoken": csrf_from(page.text), "action": "withdraw"})
+    assert response.status_code == 200 and "never counted" in response.text
+    assert SLUG not in response.text
+    db.rollback()
+    assert [s.name for s in db.exec(select(Signature)).all()] == ["Ann"]
+
+    # An address that did not sign gets the same page, and no email.
+    count = len(mailbox.messages)
+    page = client.get(link)
+    data = {"csrftoken": csrf_from(page.text), "email": "nobody@github.com"}
+    response = client.post(f"{link}/manage", data=data)
+    assert response.status_code == 200 and "Check your work email" in response.text
+
+    letter = letter_row(db, SLUG)
+    assert run(settings, lambda s: founding.launch(s, letter.id, settings, utcnow())) is not None
+    c = assert_consistent(db, SLUG)
+    assert (c["verified"], c["named"], c["hidden"]) == (1, 1, 0)
+    assert len(mailbox.messages) == count
