@@ -125,6 +125,15 @@ async def _lock_open_round(session: AsyncSession, letter_id: int) -> FoundingRou
     return founding if is_open(founding) else None
 
 
+class Launched(Exception):
+    """The round launched after the link was read: the letter is public now."""
+
+
+async def _launched(session: AsyncSession, letter_id: int) -> bool:
+    found = await round_of(session, letter_id)
+    return found is not None and found.launched_at is not None
+
+
 @dataclass(frozen=True)
 class Founded:
     """A founding confirmation: `signature` is stored, counted nowhere until launch."""
@@ -142,8 +151,9 @@ async def confirm(
 ) -> Founded:
     """Use a signer's link of a founding round, in a transaction of its own. Commits.
 
-    `pending` is the link's row as read (not yet used). Raises LinkUsed, or the link's
-    invalid error when the round is no longer open (nothing written).
+    `pending` is the link's row as read (not yet used). Raises LinkUsed, Launched (the
+    link is unused: confirm it as a public letter's) or the link's invalid error when the
+    round was closed (nothing written).
     """
     claimed = await session.exec(
         update(PendingSignature)
@@ -161,6 +171,8 @@ async def confirm(
     founding = await _lock_open_round(session, letter_id)
     if founding is None:
         await session.rollback()
+        if await _launched(session, letter_id):
+            raise Launched
         raise links.invalid(links.SIGNER)
     named = bool(pending["show_name"])
     details = {

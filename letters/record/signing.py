@@ -488,7 +488,11 @@ async def confirm(
         await session.commit()  # ends the read; the round's own transaction follows
         if not founding_round:
             raise links.invalid(links.SIGNER)
-        return await founding.confirm(session, pending, now, ledger.new_receipt())
+        try:
+            return await founding.confirm(session, pending, now, ledger.new_receipt())
+        except founding.Launched:
+            # Launched meanwhile: the letter is public, and the link counts as its own.
+            return await confirm(session, token, signer, settings, now)
     if link.status != LetterStatus.published:
         await session.rollback()
         raise LetterClosed(pending["letter_id"])
