@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from letters.cli import main
 from letters.db import make_async_engine, make_sessionmaker, writer
+from letters.jobs import Launcher
 from letters.models import (
     DailyCount,
     FoundingRound,
@@ -201,6 +202,46 @@ def test_reveal_thresholds_are_met_at_launch_and_names_shown_together(
     entries = db.exec(select(LedgerEntry).order_by(LedgerEntry.seq)).all()
     assert [e.kind for e in entries] == ["signed"] * 10  # shown from the start
     assert [e.named for e in entries[:3]] == [True, True, False]
+
+
+def test_the_launcher_job_launches_a_round_whose_time_has_come(client, engine, db, settings):
+    open_round(client, engine)
+    db.rollback()
+    round_ = db.exec(select(FoundingRound)).one()
+    round_.launch_at = utcnow() - timedelta(seconds=1)
+    db.add(round_)
+    db.commit()
+
+    async def job():
+        async_engine = make_async_engine(settings)
+        try:
+            return await Launcher(make_sessionmaker(writer(async_engine)), settings).run_once()
+        finally:
+            await async_engine.dispose()
+
+    assert asyncio.run(job()) == [SLUG]
+    assert letter_row(db, SLUG).status == "published"
+    assert client.get(f"/letters/{SLUG}").status_code == 200
+
+
+def test_a_coauthor_runs_the_round_and_the_domain_check_applies(client, engine, db, mailbox):
+    link = open_round(client, engine)
+    invite = f"/authors/letters/{SLUG}/authors"
+    assert post_form(client, invite, {"email": "co@example.org"}, page=invite).status_code == 200
+    sign_in_as(client, engine, "co@example.org", can_create=False)
+    page = f"/authors/letters/{SLUG}/founding"
+    assert FOUNDING_LINK.search(client.get(page).text).group(1) == link
+    assert post_form(client, f"{page}/link", page=page).status_code == 303
+    link = FOUNDING_LINK.search(client.get(page).text).group(1)
+
+    sign_out(client)
+    form = client.get(link)
+    count = len(mailbox.messages)
+    data = {"csrftoken": csrf_from(form.text), "email": "someone@gmail.com"}
+    refused = client.post(f"{link}/sign", data=data)
+    assert refused.status_code == 422 and 'id="email-error"' in refused.text
+    assert "noindex" in refused.headers["x-robots-tag"]
+    assert len(mailbox.messages) == count
 
 
 def test_publish_now_counts_the_founders_and_milestones_start_after_launch(
