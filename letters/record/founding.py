@@ -6,13 +6,14 @@ sitemap or API). People sign through the round's link exactly as they will publi
 confirmation writes a `Signature` marked `founding`: no counter moves, no ledger entry is
 written, no reveal threshold or milestone is evaluated.
 
-At launch, in one transaction: the round's row is locked (a founding confirmation locks it
-too, and finds the round launched), the letter becomes public as version 1, the founding
-signatures lose their mark (that UPDATE locks each one, so a withdrawal either happened
-before or finds it counted), reveal thresholds are evaluated on the final counts (names
-waiting for N colleagues are shown together, from the start), and each signature is
-counted and appended to the ledger in the order it was confirmed, all dated the launch
-day. Milestone emails start then.
+At launch, in one transaction, rows are locked in this order: the round's row (a founding
+confirmation locks it too, and then finds the round launched and confirms as the public
+letter's instead), the founding signatures, which lose their mark (a manage link locks
+its signature first and touches no other row, so a change either happened before or
+finds it counted), then the letter's row, which becomes public as version 1. Reveal
+thresholds are evaluated on the final counts (names waiting for N colleagues are shown
+together, from the start), and each signature is counted and appended to the ledger in
+the order it was confirmed, all dated the launch day. Milestone emails start then.
 
 The round's link is the round's id and nonce, signed with the secret key under its own
 salt (a row alone makes no link); a new link replaces the nonce.
@@ -28,7 +29,7 @@ from typing import Any
 
 from itsdangerous import BadSignature
 from sqlalchemy import delete, update
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.db import dialect_insert, table_of
@@ -230,10 +231,26 @@ async def confirm(
 
 async def founding_count(session: AsyncSession, letter_id: int) -> int:
     """How many have signed in the round so far (for its authors only)."""
-    rows = await session.exec(
-        select(Signature.id).where(Signature.letter_id == letter_id, col(Signature.founding))
-    )
-    return len(rows.all())
+    statement = select(func.count()).select_from(Signature)
+    return (
+        await session.exec(
+            statement.where(col(Signature.letter_id) == letter_id, col(Signature.founding))
+        )
+    ).one()
+
+
+async def organization_count(session: AsyncSession, letter_id: int, organization: str) -> int:
+    """How many from `organization` have signed in the round so far."""
+    statement = select(func.count()).select_from(Signature)
+    return (
+        await session.exec(
+            statement.where(
+                col(Signature.letter_id) == letter_id,
+                col(Signature.organization) == organization,
+                col(Signature.founding),
+            )
+        )
+    ).one()
 
 
 async def withdraw_founding(session: AsyncSession, signature: Signature) -> bool:

@@ -165,6 +165,10 @@ async def _signature_for(
 async def _organization_count(session: AsyncSession, signature: Signature | None) -> int:
     if signature is None:
         return 0
+    if signature.founding:
+        return await founding.organization_count(
+            session, signature.letter_id, signature.organization
+        )
     value = (
         await session.exec(
             select(OrganizationCount.count).where(

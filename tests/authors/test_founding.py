@@ -360,6 +360,7 @@ def test_founding_signers_can_change_or_withdraw_before_launch(
     manage = manage_link(client, mailbox, link, "b@github.com")
     page = client.get(manage)
     assert page.status_code == 200
+    assert "before it is public" in page.text and f"/letters/{SLUG}" not in page.text
     response = client.post(manage, data={"csrftoken": csrf_from(page.text), "action": "withdraw"})
     assert response.status_code == 200 and "never counted" in response.text
     assert SLUG not in response.text
