@@ -172,7 +172,9 @@ async def confirm(
     founding = await _lock_open_round(session, letter_id)
     if founding is None:
         await session.rollback()
-        if await _launched(session, letter_id):
+        launched = await _launched(session, letter_id)
+        await session.rollback()  # the caller starts afresh
+        if launched:
             raise Launched
         raise links.invalid(links.SIGNER)
     named = bool(pending["show_name"])
