@@ -278,6 +278,8 @@ def test_the_text_is_frozen_while_the_round_is_open_and_closing_resets_it(
     assert letter_row(db, SLUG).title == "Drop the contract"
     # Publishing the ordinary way is refused too: the round launches it.
     assert post_form(client, f"/authors/letters/{SLUG}/publish").status_code == 403
+    overview = client.get(f"/authors/letters/{SLUG}").text
+    assert "A founding round is open" in overview and "Publish this letter" not in overview
 
     page = f"/authors/letters/{SLUG}/founding"
     response = post_form(client, f"{page}/close", page=page)
