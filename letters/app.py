@@ -24,6 +24,7 @@ from letters.web import (
     errors,
     fastpath,
     feeds,
+    founding,
     health,
     history,
     language,
@@ -43,6 +44,7 @@ from letters.web.openapi import openapi
 from letters.web.routing import RouteIndex
 from letters.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 from letters.web.workspace import campaign, drafting, home, sign_in, signatures
+from letters.web.workspace import founding as founding_round
 
 
 def make_routes() -> list[BaseRoute]:
@@ -51,6 +53,7 @@ def make_routes() -> list[BaseRoute]:
         *press.routes,
         *proof.routes,
         *verify.routes,
+        *founding.routes,
         *signer.routes,
         *history.routes,
         *feeds.routes,
@@ -58,6 +61,7 @@ def make_routes() -> list[BaseRoute]:
         *home.routes,
         *sign_in.routes,
         *drafting.routes,
+        *founding_round.routes,
         *signatures.routes,
         *campaign.routes,
         Route("/api/openapi.json", openapi, name="openapi"),

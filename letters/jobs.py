@@ -1,6 +1,7 @@
 """Periodic work inside an app process, on one base: the outbox sender (retries, and mail a
-crashed process left behind; expired links purged) and the closer (letters close on their
-closing date). `letters worker` runs the sender's work outside the app instead."""
+crashed process left behind; expired links purged), the closer (letters close on their
+closing date) and the launcher (founding rounds launch at their planned time).
+`letters worker` runs the sender's work outside the app instead."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.authors.drafts import close_due
 from letters.mail import outbox
 from letters.mail.backend import MailBackend
+from letters.record.founding import launch_due
 from letters.record.retention import purge_expired
 from letters.sealing import Keyring
 from letters.settings import Settings
@@ -94,10 +96,24 @@ class Closer(Periodic):
             return await close_due(session)
 
 
+class Launcher(Periodic):
+    """Launches the drafts whose founding round's launch time has come, twice a minute."""
+
+    name = "launcher"
+
+    def __init__(self, maker: Maker, settings: Settings, interval: float = 30.0) -> None:
+        super().__init__(maker, interval)
+        self.settings = settings
+
+    async def run_once(self) -> list[str]:
+        async with self.maker() as session:
+            return await launch_due(session, self.settings)
+
+
 def in_app(settings: Settings, maker: Maker, backend: MailBackend) -> list[Periodic]:
-    """The periodic work an app process runs: closing letters, and sending mail unless a
-    separate `letters worker` does (MAIL_IN_APP=false)."""
-    tasks: list[Periodic] = [Closer(maker)]
+    """The periodic work an app process runs: closing letters, launching founding rounds,
+    and sending mail unless a separate `letters worker` does (MAIL_IN_APP=false)."""
+    tasks: list[Periodic] = [Closer(maker), Launcher(maker, settings)]
     if settings.mail_in_app:
         tasks.append(Sender(maker, backend, settings.keys))
     return tasks

@@ -207,6 +207,11 @@ class Signature(SQLModel, table=True):
     name_hidden_by_authors: bool = Field(
         default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
     )
+    # Confirmed in a founding round, before launch: counted in no counter and no ledger
+    # entry until the letter launches (letters.record.founding).
+    founding: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
 
 
 Index(
@@ -578,3 +583,28 @@ class MailAlert(SQLModel, table=True):
     day: str = Field(sa_column=Column(String(10), nullable=False, unique=True))  # YYYY-MM-DD
     failures: int = Field(sa_column=Column(Integer, nullable=False))
     sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class FoundingRound(SQLModel, table=True):
+    """A draft's founding round: people sign through a secret link before the letter is
+    public, and are counted together at launch (letters.record.founding).
+
+    The link is this row's id and `link_nonce`, signed with the secret key (its own salt):
+    the row alone cannot make a link, and the workspace can show the link again. A new
+    link replaces the nonce, so the old one stops working. Open while neither `closed_at` nor
+    `launched_at` is set. `launch_at` is the planned launch (UTC), `time_zone` the IANA
+    zone the authors chose it in.
+    """
+
+    __tablename__ = "founding_round"
+
+    id: int = Field(default=None, primary_key=True)
+    letter_id: int = Field(foreign_key="letter.id", ondelete="CASCADE", unique=True)
+    link_nonce: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    launch_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    time_zone: str = Field(
+        default="UTC", sa_column=Column(String(64), nullable=False, server_default="UTC")
+    )
+    closed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    launched_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))

@@ -29,6 +29,11 @@ class Action(StrEnum):
     delivered = "delivered"
     reply = "reply"
     outcome = "outcome"
+    founding_opened = "founding_opened"
+    founding_link = "founding_link"
+    founding_closed = "founding_closed"
+    launch_planned = "launch_planned"
+    launched = "launched"
 
 
 LABELS = {
@@ -47,6 +52,11 @@ LABELS = {
     Action.delivered: N_("Delivered the letter"),
     Action.reply: N_("Published the recipient's reply"),
     Action.outcome: N_("Published an outcome"),
+    Action.founding_opened: N_("Opened a founding round"),
+    Action.founding_link: N_("Replaced the founding round's link"),
+    Action.founding_closed: N_("Closed the founding round (its signatures discarded)"),
+    Action.launch_planned: N_("Planned the launch"),
+    Action.launched: N_("Launched the letter"),
 }
 
 MODERATION = (Action.hid_name, Action.invalidated)

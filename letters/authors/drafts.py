@@ -29,8 +29,16 @@ from letters.models import (
     LetterVersion,
     utcnow,
 )
+from letters.record import founding
 
 SLUG_TAKEN = N_("Another letter already has this address. Choose another.")
+
+
+def frozen_message() -> str:
+    return gettext(
+        "The text is frozen while the founding round is open: its signers sign what will be "
+        "published. Close the round (its signatures are discarded) to edit the draft."
+    )
 
 
 class PublishRefused(Exception):
@@ -140,6 +148,9 @@ async def save_draft(
         )
     if loaded and loaded != stamp(letter):
         raise EditConflict
+    assert letter.id is not None
+    if founding.is_open(await founding.round_of(session, letter.id)):
+        raise NotAllowed(frozen_message())
     if draft.slug != letter.slug:
         await _slug_free(session, draft.slug, letter.id)
     assert letter.id is not None
@@ -181,6 +192,10 @@ async def publish(
     if letter.status != LetterStatus.draft:
         raise NotAllowed(gettext("This letter is already published."))
     assert letter.id is not None
+    if founding.is_open(await founding.round_of(session, letter.id)):
+        raise NotAllowed(
+            gettext("This draft has a founding round: launch it from the founding round page.")
+        )
     problems = readiness(letter, await domains_of(session, letter.id), now)
     if problems:
         await session.rollback()

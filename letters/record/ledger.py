@@ -14,7 +14,7 @@ still verifies and the removed name cannot be recovered by guessing.
 Anyone can recompute the counts from the entries: `verify()` below does, and so does
 `letters verify-ledger`. The format is versioned per entry; never change how v1 hashes.
 Entries of the four original kinds are written in format v1. Kinds about the letter rather
-than a signature (`delivered`, and a later `launched`) are written in format v2, which
+than a signature (`delivered`) are written in format v2, which
 chains one more field: `digest`, the SHA-256 of a document the entry vouches for (for a
 delivery, the signed snapshot delivered with it). See docs/ledger.md.
 """

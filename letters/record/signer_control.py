@@ -47,7 +47,7 @@ from letters.models import (
     utcnow,
 )
 from letters.ratelimit import Limit, hit, ip_prefix
-from letters.record import counting, ledger, links, names, rekey, reveal
+from letters.record import counting, founding, ledger, links, names, rekey, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
 from letters.record.signing import LetterClosed, LinkToSend
@@ -99,14 +99,17 @@ async def request_link(
     settings: Settings,
     compose: Compose,
     now: datetime | None = None,
+    letter: Letter | None = None,
 ) -> LinkToSend | None:
     """Email a manage link if this address signed the letter. Commits.
 
-    Returns the link to deliver, or None when the address has not signed; callers must
-    answer both the same way. Raises LetterNotFound, FieldError or RateLimited.
+    `letter` is a draft's, read through its founding round's link (else the public letter
+    at `slug` is read). Returns the link to deliver, or None when the address has not
+    signed; callers must answer both the same way. Raises LetterNotFound, FieldError or
+    RateLimited.
     """
     now = now or utcnow()
-    letter = await get_public_letter(session, slug)
+    letter = letter or await get_public_letter(session, slug)
     address = parse_email(email)
     rules = (
         await session.exec(select(AllowedDomain).where(AllowedDomain.letter_id == letter.id))
@@ -171,6 +174,10 @@ async def _signature_for(
 async def _organization_count(session: AsyncSession, signature: Signature | None) -> int:
     if signature is None:
         return 0
+    if signature.founding:
+        return await founding.organization_count(
+            session, signature.letter_id, signature.organization
+        )
     value = (
         await session.exec(
             select(OrganizationCount.count).where(
@@ -188,7 +195,11 @@ async def inspect(
     """Read a manage link without using it (safe for GET and for mail scanners)."""
     link = await links.find(session, signer, links.MANAGE, token, settings.link_max_age, utcnow())
     letter = await session.get(Letter, link.letter_id)
-    if letter is None or letter.status == LetterStatus.draft:
+    # Of drafts, only one with an open founding round has signatures to manage.
+    if letter is None or (
+        letter.status == LetterStatus.draft
+        and not founding.is_open(await founding.round_of(session, link.letter_id))
+    ):
         raise links.invalid(links.MANAGE)
     signature = await _signature_for(session, link)
     return ManageView(
@@ -219,7 +230,7 @@ async def apply(
     view = await inspect(session, token, signer, settings)
     if view.used:
         raise LinkUsed
-    if view.letter.status != LetterStatus.published and action not in CLOSED_ALLOWS:
+    if view.letter.status == LetterStatus.closed and action not in CLOSED_ALLOWS:
         raise LetterClosed
     if view.signature is None:
         raise SignatureGone
@@ -230,6 +241,17 @@ async def apply(
     if signature is None:
         await session.rollback()
         raise SignatureGone
+    if signature.founding:
+        # Not counted yet (its row is locked: launch waits for this change).
+        try:
+            kept = await founding.manage(
+                session, settings.keys, signature, action == Action.withdraw, details
+            )
+        except founding.Unchanged:
+            await session.rollback()
+            raise NothingToChange from None
+        await session.commit()
+        return Result(letter=view.letter, action=action, signature=kept)
     # Then the letter's row (see the module docstring), reading its status again.
     status = (
         await session.exec(

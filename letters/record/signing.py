@@ -55,6 +55,7 @@ from letters.models import (
     AllowedDomain,
     BlockedSigner,
     DailyCount,
+    FoundingRound,
     LedgerEntry,
     LedgerKind,
     Letter,
@@ -75,7 +76,17 @@ from letters.ratelimit import (
     ip_prefix,
     refused,
 )
-from letters.record import blocks, counting, ledger, links, milestones, names, rekey, reveal
+from letters.record import (
+    blocks,
+    counting,
+    founding,
+    ledger,
+    links,
+    milestones,
+    names,
+    rekey,
+    reveal,
+)
 from letters.record import floods as floods_module
 from letters.record.floods import FloodWatch
 from letters.record.public import allowed_domains, get_public_letter
@@ -116,6 +127,8 @@ class SigningRules:
 
     letter: Letter
     domains: Sequence[AllowedDomain]
+    # A draft's founding round (letters.record.founding): signed before it is public.
+    founding: bool = False
 
 
 async def signing_rules(session: AsyncSession, slug: str) -> SigningRules:
@@ -245,7 +258,7 @@ async def request_signature(
         rules = await signing_rules(session, slug)
         await session.commit()  # ends the reads; what follows starts afresh
     letter = rules.letter
-    if letter.status != LetterStatus.published:
+    if letter.status != LetterStatus.published and not rules.founding:
         raise LetterClosed(letter.id)
     form = SignatureInput.parse(data, ask_title=letter.ask_title)
     rule = match_domain(form.address.domain, rules.domains)
@@ -362,6 +375,7 @@ class PendingView:
     # The name and title the signer chose to show, opened for this page ("" if hidden).
     name: str = ""
     title: str = ""
+    founding: FoundingRound | None = None  # the open round, for a draft's founding link
 
 
 async def inspect_link(
@@ -372,13 +386,18 @@ async def inspect_link(
         session, signer, links.SIGNER, token, settings.link_max_age, utcnow()
     )
     letter = await session.get(Letter, pending.letter_id)
-    if letter is None or letter.status == LetterStatus.draft:
+    round_ = None
+    if letter is not None and letter.status == LetterStatus.draft:
+        round_ = await founding.round_of(session, pending.letter_id)
+    if letter is None or (letter.status == LetterStatus.draft and not founding.is_open(round_)):
         raise links.invalid(links.SIGNER)
     used = pending.used_at is not None
     name, title = "", ""
     if pending.show_name and not used:
         name, title = names.of_pending(settings.keys, pending)
-    return PendingView(letter=letter, pending=pending, used=used, name=name, title=title)
+    return PendingView(
+        letter=letter, pending=pending, used=used, name=name, title=title, founding=round_
+    )
 
 
 _LETTER = table_of(Letter)
@@ -513,7 +532,7 @@ async def _read_link(
 ) -> _Link:
     pending_id, nonce = links.read(signer, links.SIGNER, token, settings.link_max_age)
     row = (await connection.execute(_PENDING_OF_LINK, {"pending_id": pending_id})).first()
-    if row is None or row.nonce_hash != hash_nonce(nonce) or row.status == LetterStatus.draft:
+    if row is None or row.nonce_hash != hash_nonce(nonce):
         raise links.invalid(links.SIGNER)
     pending = {name: row._mapping[name] for name in _PENDING.c.keys()}  # noqa: SIM118
     if pending["used_at"] is not None:
@@ -538,9 +557,13 @@ async def confirm(
     signer: Signer,
     settings: Settings,
     now: datetime | None = None,
-) -> Confirmation:
+    *,
+    founding_round: bool = False,
+) -> Confirmation | founding.Founded:
     """Use a magic link: verify (and count) the signature, once. Commits.
 
+    A link of a draft's founding round is confirmed by letters.record.founding (counted
+    nowhere until launch) when `founding_round` allows it, and is invalid otherwise.
     Raises TokenError (invalid, expired or already used) or LetterClosed.
     """
     now = now or utcnow()
@@ -548,6 +571,17 @@ async def confirm(
     connection = await session.connection(execution_options=on_its_own(session))
     link = await _read_link(connection, token, signer, settings, now)
     pending = link.pending
+    if link.status == LetterStatus.draft:
+        await session.commit()  # ends the read; the round's own transaction follows
+        if not founding_round:
+            raise links.invalid(links.SIGNER)
+        try:
+            return await founding.confirm(
+                session, settings.keys, pending, now, ledger.new_receipt()
+            )
+        except founding.Launched:
+            # Launched meanwhile: the letter is public, and the link counts as its own.
+            return await confirm(session, token, signer, settings, now)
     if link.status != LetterStatus.published:
         await session.rollback()
         raise LetterClosed(pending["letter_id"])

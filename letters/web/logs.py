@@ -7,10 +7,11 @@ import re
 import traceback
 from typing import Any
 
-# Magic-link tokens travel in the path of /verify/{token}, /manage/{token} and
-# /authors/sign-in/{token}, and single sign-on's one-time code and state in the query of
-# its callback; anything else secret travels only in request bodies, never logged.
-_TOKEN_IN_PATH = re.compile(r"(/(?:verify|manage|authors/sign-in)/)[^\s/?\"]+")
+# Magic-link tokens travel in the path of /verify/{token}, /manage/{token},
+# /authors/sign-in/{token} and a founding round's /founding/{token}, and single sign-on's
+# one-time code and state in the query of its callback; anything else secret travels only
+# in request bodies, never logged.
+_TOKEN_IN_PATH = re.compile(r"(/(?:verify|manage|founding|authors/sign-in)/)[^\s/?\"]+")
 _TOKEN_IN_QUERY = re.compile(r"([?&](?:code|state|token)=)[^&\s\"]+")
 
 

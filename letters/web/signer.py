@@ -163,7 +163,7 @@ def _page(
         "form": form,
         "errors": errors or {},
         "notice": notice,
-        "closed": view.letter.status != "published",
+        "closed": view.letter.status == "closed",
         "keeps_hidden_name": not signature.show_name and names.keeps_a_name(signature),
     }
     return render(request, "manage/manage.html", context, status, NO_STORE)
@@ -236,6 +236,10 @@ async def manage_action(request: Request) -> Response:
     except (FormExpired, FormUnreadable, TokenError, LetterClosed, SignatureGone) as error:
         return link_problem(request, TEMPLATE, error, MESSAGES)
     forget_letter(request, result.letter.id)
+    if result.letter.status == "draft":
+        # A founding signature, before launch: no address that names the letter.
+        context = {"action": result.action, "here": request.app.url_path_for("index")}
+        return render(request, "founding/manage_done.html", context, headers=NO_STORE)
     context = {
         "letter": result.letter,
         "action": result.action,

@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from letters.authors.founding import in_zone
 from letters.i18n import N_
 from letters.models import LetterStatus
+from letters.record.founding import Founded
 from letters.record.signing import LetterClosed, confirm, inspect_link
 from letters.tokens import LinkUsed, TokenError
 from letters.web.common import (
@@ -55,7 +57,7 @@ async def verify_page(request: Request) -> Response:
         # Say no more than that: whoever opens an old link (an employer reading the
         # mailbox, say) learns nothing about which letter it was for.
         return link_problem(request, TEMPLATE, LinkUsed(), MESSAGES)
-    if view.letter.status != LetterStatus.published:
+    if view.letter.status != LetterStatus.published and view.founding is None:
         return link_problem(request, TEMPLATE, LetterClosed(view.letter.id), MESSAGES)
     context = {
         "letter": view.letter,
@@ -63,6 +65,11 @@ async def verify_page(request: Request) -> Response:
         "name": view.name,
         "title": view.title,
     }
+    if view.founding is not None:
+        # A draft's founding round: no address that names the letter, and never indexed.
+        context["here"] = request.app.url_path_for("index")
+        headers = NO_STORE | {"X-Robots-Tag": "noindex, nofollow"}
+        return render(request, "signatures/confirm.html", context, headers=headers)
     return render(request, "signatures/confirm.html", context, headers=NO_STORE)
 
 
@@ -73,10 +80,13 @@ async def verify_confirm(request: Request) -> Response:
         await read_form(request, max_fields=5, max_part_size=4096)
         signer, settings = request.app.state.signer, settings_of(request)
         result = await in_transaction(
-            request, lambda session: confirm(session, token, signer, settings)
+            request,
+            lambda session: confirm(session, token, signer, settings, founding_round=True),
         )
     except (FormExpired, FormUnreadable, TokenError, LetterClosed) as error:
         return link_problem(request, TEMPLATE, error, MESSAGES)
+    if isinstance(result, Founded):
+        return _founded(request, result)
     forget_letter(request, result.letter.id)
     credit_confirmation(request, result)
     context = {
@@ -88,6 +98,21 @@ async def verify_confirm(request: Request) -> Response:
         "here": request.app.url_path_for("letter", slug=result.letter.slug),
     }
     return render(request, "signatures/confirmed.html", context, headers=NO_STORE)
+
+
+def _founded(request: Request, result: Founded) -> Response:
+    """A founding signer's confirmation: when the letter is planned to go public."""
+    launch = in_zone(result.launch_at, result.time_zone) if result.launch_at else None
+    context = {
+        "letter": result.letter,
+        "signature": result.signature,
+        "outcome": result.outcome,
+        "receipt": result.receipt,
+        "launch": launch,
+        "here": request.app.url_path_for("index"),
+    }
+    headers = NO_STORE | {"X-Robots-Tag": "noindex, nofollow"}
+    return render(request, "founding/confirmed.html", context, headers=headers)
 
 
 routes = [

@@ -26,6 +26,7 @@ from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.markdown import render_markdown
 from letters.models import Author, LetterStatus, LetterVersion, utcnow
+from letters.record import founding
 from letters.web.common import NO_STORE, db_session, send_soon
 from letters.web.workspace.session import (
     forget_letter,
@@ -172,6 +173,7 @@ async def overview(request: Request, author: Author) -> Response:
         access = await letter_for(session, author, slug)
         rules = await drafts.domains_of(session, access.letter.id)
         versions = await revisions.history(session, access.letter)
+        founding_open = founding.is_open(await founding.round_of(session, access.letter.id))
     return render(
         request,
         "authors/letter.html",
@@ -183,6 +185,7 @@ async def overview(request: Request, author: Author) -> Response:
             "versions": versions,
             "flags": request.query_params,
             "closes_on": closes_on(access.letter.closes_at),
+            "founding_open": founding_open,
         },
     )
 

@@ -1,0 +1,165 @@
+"""A founding round's secret page: the draft's text and its signing form, nothing else.
+
+It lives at /founding/{token}, never at /letters/{slug}, so no public cache ever holds a
+draft; every answer is private, never stored, sent with no referrer and marked noindex.
+A link that is not an open round's (replaced, closed, launched, forged) is a plain 404.
+Signing goes through the same request as a public letter's (letters.record.signing), and
+the magic link through the same confirmation page (letters.web.verify).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from letters import i18n
+from letters.forms import FieldError
+from letters.mail.compose import hours, manage_email, signing_email
+from letters.ratelimit import RateLimited
+from letters.record import founding, signer_control
+from letters.record.public import LetterNotFound
+from letters.record.signing import LetterClosed, SigningRules, request_signature
+from letters.web.common import (
+    NO_STORE,
+    client_host,
+    db_session,
+    in_transaction,
+    read_form,
+    render,
+    send_soon,
+    settings_of,
+    text_fields,
+)
+from letters.web.pages import FORM_FIELDS, too_many_message
+from letters.web.security import csrf_token
+
+# Private, never stored, never sent on as a referrer, never indexed.
+HEADERS = {**NO_STORE, "X-Robots-Tag": "noindex, nofollow"}
+
+
+async def _round(request: Request, token: str) -> founding.OpenRound:
+    try:
+        async with db_session(request) as session:
+            return await founding.open_round_of(session, request.app.state.signer, token)
+    except LetterNotFound:
+        raise HTTPException(404) from None
+
+
+def _page(
+    request: Request,
+    token: str,
+    found: founding.OpenRound,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+    **more: Any,
+) -> Response:
+    context = more | {
+        "letter": found.letter,
+        "domains": found.domains,
+        "launch_at": found.founding.launch_at,
+        "form": form,
+        "errors": errors,
+        "csrf": csrf_token(request),
+        "sign_action": request.app.url_path_for("founding_sign", token=token),
+        "manage_action": request.app.url_path_for("founding_manage", token=token),
+        "here": request.app.url_path_for("founding", token=token),
+    }
+    return render(request, "founding/page.html", context, status, HEADERS)
+
+
+def _too_many(request: Request, token: str, limited: RateLimited) -> Response:
+    message = too_many_message(max(1, limited.retry_after // 60))
+    here = request.app.url_path_for("founding", token=token)
+    context = {"status": 429, "message": message, "here": here}
+    headers = HEADERS | {"Retry-After": str(limited.retry_after)}
+    return render(request, "errors/error.html", context, 429, headers)
+
+
+async def founding_page(request: Request) -> Response:
+    token = request.path_params["token"]
+    return _page(request, token, await _round(request, token), {}, {})
+
+
+async def founding_sign(request: Request) -> Response:
+    token = request.path_params["token"]
+    data = text_fields(await read_form(request), FORM_FIELDS)
+    found = await _round(request, token)
+    settings = settings_of(request)
+    rules = SigningRules(found.letter, found.domains, founding=True)
+    try:
+        link = await in_transaction(
+            request,
+            lambda session: request_signature(
+                session,
+                slug=found.letter.slug,
+                data=data,
+                client_host=client_host(request),
+                signer=request.app.state.signer,
+                settings=settings,
+                compose=signing_email(settings),
+                rules=rules,
+            ),
+        )
+    except LetterClosed:
+        raise HTTPException(404) from None
+    except FieldError as error:
+        return _page(request, token, found, data, {error.field: error.message}, 422)
+    except RateLimited as limited:
+        return _too_many(request, token, limited)
+    context = {
+        "letter": found.letter,
+        "hours": hours(settings.link_max_age),
+        "subject": i18n.gettext(settings.mail_subject),
+        "here": request.app.url_path_for("founding", token=token),
+    }
+    response = render(request, "founding/check_email.html", context, 200, HEADERS)
+    response.background = send_soon(request, link.leased or link.outbox_id)
+    return response
+
+
+async def founding_manage(request: Request) -> Response:
+    """Email a manage link (to withdraw or change a founding signature) if that address
+    signed in this round; the answer is the same whether or not it did."""
+    token = request.path_params["token"]
+    email = (await read_form(request)).get("email")
+    found = await _round(request, token)
+    settings = settings_of(request)
+    try:
+        async with db_session(request, write=True) as session:
+            link = await signer_control.request_link(
+                session,
+                slug=found.letter.slug,
+                email=email,
+                client_host=client_host(request),
+                signer=request.app.state.signer,
+                settings=settings,
+                compose=manage_email(settings),
+                letter=found.letter,
+            )
+    except FieldError as error:
+        errors = {"manage_email": error.message}
+        context: dict[str, Any] = {"manage_form": {"email": email or ""}, "manage_errors": errors}
+        return _page(request, token, found, {}, {}, 422, **context)
+    except RateLimited as limited:
+        return _too_many(request, token, limited)
+    context = {
+        "letter": found.letter,
+        "hours": hours(settings.link_max_age),
+        "subject": i18n.gettext(settings.mail_manage_subject),
+        "here": request.app.url_path_for("founding", token=token),
+    }
+    response = render(request, "founding/manage_sent.html", context, 200, HEADERS)
+    response.background = send_soon(request, link.outbox_id if link is not None else None)
+    return response
+
+
+routes = [
+    Route("/founding/{token}", founding_page, name="founding"),
+    Route("/founding/{token}/sign", founding_sign, methods=["POST"], name="founding_sign"),
+    Route("/founding/{token}/manage", founding_manage, methods=["POST"], name="founding_manage"),
+]
