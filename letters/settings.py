@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     limit_per_domain: int = Field(default=20000, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     cache_seconds: float = Field(default=0.5, ge=0)
+    access_log: bool = True
     db_pool_size: int = Field(default=10, gt=0)
     db_max_overflow: int = Field(default=10, ge=0)
     # Seconds after which a PostgreSQL connection is replaced when next taken from the pool.

@@ -1,4 +1,10 @@
-"""Logging for the server: the access log names no client address and no token."""
+"""Logging for the server: the access log names no client address and no token.
+
+Tokens travel in the addresses of a few routes only (TOKEN_ROUTES, by name), so the access
+log looks for them on those routes alone: any other request's line is written as uvicorn
+formats it, for the price of one `str.startswith`. Every other record (errors, the app's
+own messages) is searched in full, as those are rare.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import logging
 import re
 import traceback
 from typing import Any
+
+from starlette.routing import Route
 
 # Magic-link tokens travel in the path of /verify/{token}, /manage/{token} and
 # /authors/sign-in/{token}, and single sign-on's one-time code and state in the query of
@@ -16,6 +24,32 @@ _TOKEN_IN_QUERY = re.compile(r"([?&](?:code|state|token)=)[^&\s\"]+")
 
 def redact(text: str) -> str:
     return _TOKEN_IN_QUERY.sub(r"\1[redacted]", _TOKEN_IN_PATH.sub(r"\1[redacted]", text))
+
+
+# The routes whose address carries a secret: a magic link's token in the path, single
+# sign-on's code and state in the query. tests/web/test_security.py checks every route with
+# a `{token}` in its path is here.
+TOKEN_ROUTES = (
+    "verify",
+    "verify_confirm",
+    "manage",
+    "manage_action",
+    "author_link",
+    "author_link_confirm",
+    "author_oidc_callback",
+)
+
+
+def token_prefixes() -> tuple[str, ...]:
+    """What the addresses of TOKEN_ROUTES start with: their path up to the first parameter."""
+    from letters.app import make_routes  # the route table; it imports this module
+
+    paths = {
+        route.path.split("{", 1)[0]
+        for route in make_routes()
+        if isinstance(route, Route) and route.name in TOKEN_ROUTES
+    }
+    return tuple(sorted(paths))
 
 
 class RedactTokens(logging.Filter):
@@ -40,6 +74,28 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class RedactTokenRoutes(RedactTokens):
+    """The access log's filter: redacts only the lines of requests to TOKEN_ROUTES.
+
+    uvicorn's access records carry (client, method, path with query, version, status).
+    """
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self.prefixes = token_prefixes()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 5
+            and isinstance(args[2], str)
+            and not args[2].startswith(self.prefixes)
+        ):
+            return True
+        return super().filter(record)
+
+
 # Libraries that log SQL parameters (names, hashes) at DEBUG level; never let them.
 PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "psycopg")
 
@@ -53,7 +109,10 @@ def uvicorn_log_config() -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": "letters.web.logs.RedactTokens"}},
+        "filters": {
+            "redact": {"()": "letters.web.logs.RedactTokens"},
+            "redact_token_routes": {"()": "letters.web.logs.RedactTokenRoutes"},
+        },
         "formatters": {
             "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
             "access": {
@@ -73,7 +132,7 @@ def uvicorn_log_config() -> dict[str, Any]:
             "access": {
                 "class": "logging.StreamHandler",
                 "formatter": "access",
-                "filters": ["redact"],
+                "filters": ["redact_token_routes"],
                 "stream": "ext://sys.stderr",
             },
         },
