@@ -93,13 +93,15 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     secure_cookies = settings.base_url.startswith("https")
     middleware = [
         # Outermost: the reader's language, which the fast path's answers depend on.
-        Middleware(language.LocaleMiddleware, neutral=RouteIndex(routes, language.NEUTRAL)),
+        Middleware(
+            language.LocaleMiddleware,
+            neutral=RouteIndex(routes, language.NEUTRAL),
+            in_path=RouteIndex(routes, language.IN_PATH),
+        ),
         # Then: replays cached answers to readers before any other work.
         Middleware(
             fastpath.FastReadMiddleware,
             store=cache,
-            signer=signing,
-            secure_cookies=secure_cookies,
             routes=RouteIndex(routes, fastpath.ROUTES),
         ),
         Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),

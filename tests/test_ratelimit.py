@@ -61,9 +61,9 @@ def test_per_domain_limit_counts_across_ips(settings, letter, mailbox):
 
 
 def test_the_html_form_is_limited_too(limited_client, letter, mailbox, db):
-    from tests.helpers import csrf_from
+    from tests.helpers import letter_csrf
 
-    token = csrf_from(limited_client.get("/letters/test-letter").text)
+    token = letter_csrf(limited_client)
     for expected in [303, 303, 303, 429]:
         response = limited_client.post(
             "/letters/test-letter/sign",

@@ -28,7 +28,7 @@ from letters.app import create_app
 from letters.models import ManageLink, OutboxMessage, PendingSignature, Signature
 from letters.settings import Settings
 from tests.conftest import LINK, ON_POSTGRES, make_settings
-from tests.helpers import confirm_api, csrf_from, sign_api
+from tests.helpers import confirm_api, csrf_from, letter_csrf, sign_api
 from tests.live import http_client, running_server
 from tests.record.test_retention import purge
 from tests.record.test_signer_control import MANAGE, manage_token
@@ -82,9 +82,8 @@ def find_secrets(text_: str, secrets: list[str]) -> list[str]:
 
 
 def html_sign(client, mailbox, email: str, name: str, title: str, show: bool, reveal: str = ""):
-    page = client.get("/letters/test-letter")
     data = {
-        "csrftoken": csrf_from(page.text),
+        "csrftoken": letter_csrf(client),
         "email": email,
         "name": name,
         "title": title,
@@ -118,11 +117,10 @@ def api_sign(client, mailbox, email: str, name: str, title: str, show: bool, **e
 
 
 def manage(client, mailbox, email: str, action: str, **fields: str) -> None:
-    page = client.get("/letters/test-letter")
     before = len(mailbox.messages)
     asked = client.post(
         "/letters/test-letter/manage",
-        data={"csrftoken": csrf_from(page.text), "email": email},
+        data={"csrftoken": letter_csrf(client), "email": email},
         follow_redirects=False,
     )
     assert asked.status_code == 303
@@ -161,10 +159,9 @@ def populate(client, mailbox, db) -> Population:
     manage(client, mailbox, horatio, "hide")
     api_sign(client, mailbox, penelope, *HIDDEN_SIGNERS[penelope], False)  # never confirmed
     # Someone asks about an address that never signed: no email, same answer.
-    page = client.get("/letters/test-letter")
     client.post(
         "/letters/test-letter/manage",
-        data={"csrftoken": csrf_from(page.text), "email": "stranger.nobody@microsoft.com"},
+        data={"csrftoken": letter_csrf(client), "email": "stranger.nobody@microsoft.com"},
     )
 
     found.emails = [*HIDDEN_SIGNERS, NAMED_EMAIL, "stranger.nobody@microsoft.com"]
@@ -231,7 +228,7 @@ def error_pages(client) -> dict[str, Any]:
         "422 domain": sign_api(client, "someone@evil.example"),
         "422 manage": client.post(
             "/letters/test-letter/manage",
-            data={"csrftoken": csrf_from(client.get("/letters/test-letter").text), "email": "x"},
+            data={"csrftoken": letter_csrf(client), "email": "x"},
         ),
     }
     for _ in range(6):
@@ -390,7 +387,7 @@ def test_what_the_mailbox_owner_sees_is_configurable_and_neutral(
         client.post(
             "/letters/test-letter/manage",
             data={
-                "csrftoken": csrf_from(client.get("/letters/test-letter").text),
+                "csrftoken": letter_csrf(client),
                 "email": "ada@microsoft.com",
             },
         )
