@@ -11,7 +11,7 @@ from letters import i18n
 from letters.app import create_app, make_routes
 from letters.web import fastpath
 from letters.web.routing import RouteIndex
-from tests.helpers import confirm_api, csrf_from, sign_api
+from tests.helpers import confirm_api, sign_api
 
 REPLAYED = [
     "/",
