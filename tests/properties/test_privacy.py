@@ -181,7 +181,7 @@ def populate(client, mailbox, db) -> Population:
 
 
 def fill(path: str, token: str) -> str:
-    values = {"slug": "test-letter", "token": token}
+    values = {"slug": "test-letter", "token": token, "language": "en"}
     return PARAM.sub(lambda match: values.get(match.group(1), "1"), path)
 
 
@@ -213,7 +213,7 @@ def error_pages(client) -> dict[str, Any]:
     """Answers for bad input of every kind; none may carry anyone's details."""
     big = {"email": "x@microsoft.com", "pad": "a" * 70_000}
     answers = {
-        "404 page": client.get("/letters/no-such-letter"),
+        "404 page": client.get("/en/letters/no-such-letter"),
         "404 path": client.get("/no/such/page"),
         "404 api": client.get("/api/letters/no-such-letter"),
         "400 verify": client.get("/verify/garbage"),
@@ -269,7 +269,7 @@ def test_no_public_page_error_page_or_log_line_identifies_a_signer(
 
     used = used_tokens(client, population.tokens)
     pages = {path: client.get(path, follow_redirects=False) for path in public_gets(app, used)}
-    letter_page = pages["/letters/test-letter"].text
+    letter_page = pages["/en/letters/test-letter"].text
     assert all(shown in letter_page for shown in SHOWN)  # the search does see names
     assert "1 name from GitHub will be shown" in letter_page
     assert "1 name from Example Corp will be shown" in letter_page
