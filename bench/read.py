@@ -29,9 +29,9 @@ from bench.common import SLUG, Server, log, median
 TARGETS = {
     "bare": ("bare", "/", []),
     "api": ("app", f"/api/letters/{SLUG}", []),
-    "html": ("app", f"/letters/{SLUG}", []),
-    # A reader reloading the page already has the CSRF cookie (no new cookie to mint).
-    "html_cookie": ("app", f"/letters/{SLUG}", ["Cookie: csrftoken=benchreaderbenchreader0123"]),
+    # The letter page at its English address: the same bytes for every reader (the shared
+    # address /letters/{slug} only redirects there).
+    "html": ("app", f"/en/letters/{SLUG}", []),
     "badge": ("app", f"/letters/{SLUG}/badge.svg", []),
 }
 # The floor to reach against the bare endpoint, by requests/s and by CPU per request
