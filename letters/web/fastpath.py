@@ -3,14 +3,15 @@
 On the day a letter goes viral nearly every request is a reader reloading the letter
 page, the tally, the badge or the JSON to watch the count. The views already serve those
 from the per-process cache (letters.web.cache), but each hit still went through route
-matching, three middlewares and a new Response: 1.3 to 2 times the work of a bare
-endpoint (docs/benchmarks.md). This layer, outermost but for the one that chooses the
-reader's language (letters.i18n), keeps the finished answer (status, headers, body) the
-app produced for a plain GET of those addresses, in the same cache and for the same
-CACHE_SECONDS, and replays it. It is kept under the tags the view gave its answer (the
-letter it shows, or the lists), and dropped with the letter's other cached copies when
-this process confirms a signature (web.common.forget_letter), so a signer sees their own
-signature at once; other processes catch up within the TTL.
+matching, four middlewares and a new Response: 1.3 to 2 times the work of a bare
+endpoint (docs/benchmarks.md). This layer, outermost, chooses the reader's language (with
+web.language's Chooser, which the language layer inside then reuses), keeps the finished
+answer (status, headers as the reader got them, body) the app produced for a plain GET of
+those addresses, in the same cache and for the same CACHE_SECONDS, and replays it: header
+lists built once, two messages sent, nothing else run. It is kept under the tags the view
+gave its answer (the letter it shows, or the lists), and dropped with the letter's other
+cached copies when this process confirms a signature (web.common.forget_letter), so a
+signer sees their own signature at once; other processes catch up within the TTL.
 
 Pages are kept once per language, the JSON and the badge once for all. The letter page is
 answered at its address per language (web.language): the same bytes for every reader.
@@ -30,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from letters.models import SLUG_PATTERN
 from letters.web import cache
 from letters.web.cache import TTLCache
-from letters.web.language import NEUTRAL, of
+from letters.web.language import NEUTRAL, Chooser
 from letters.web.routing import RouteIndex
 
 # The addresses this layer answers: what readers reload on a busy day.
@@ -74,10 +75,11 @@ def fast_key(index: RouteIndex, path: str, language: str) -> Hashable | None:
 
 
 class FastReadMiddleware:
-    def __init__(self, app: ASGIApp, store: TTLCache, routes: RouteIndex) -> None:
+    def __init__(self, app: ASGIApp, store: TTLCache, routes: RouteIndex, choose: Chooser) -> None:
         self.app = app
         self.cache = store
         self.routes = routes
+        self.choose = choose
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = None
@@ -87,7 +89,7 @@ class FastReadMiddleware:
             and scope["method"] == "GET"
             and not scope["query_string"]
         ):
-            key = fast_key(self.routes, scope["path"], of(scope))
+            key = fast_key(self.routes, scope["path"], self.choose(scope)[0])
         if key is None:
             await self.app(scope, receive, send)
             return

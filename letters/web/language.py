@@ -167,28 +167,34 @@ routes = [
 ]
 
 
-class LocaleMiddleware:
-    """Chooses the request's language, and tells caches that pages vary with it.
+# How an answer depends on the reader's language (scope["state"][KIND_KEY]).
+NEGOTIATED = "negotiated"  # chosen from the cookie or Accept-Language: answers vary with it
+IN_ADDRESS = "in-address"  # said by the address (IN_PATH): the same for every reader
+NO_LANGUAGE = "neutral"  # the same in every language (NEUTRAL)
+KIND_KEY = "language_kind"
 
-    Outermost, so that the fast path (letters.web.fastpath) knows the language too.
-    """
 
-    def __init__(self, app: ASGIApp, neutral: RouteIndex, in_path: RouteIndex) -> None:
-        self.app = app
+class Chooser:
+    """Chooses a request's language once, for the layers before routing that need it."""
+
+    def __init__(self, neutral: RouteIndex, in_path: RouteIndex) -> None:
         self.neutral = neutral
         self.in_path = in_path
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: Scope) -> tuple[str, str]:
+        """(language, kind), also left in scope["state"] for the views and the next layers."""
+        state = scope.setdefault("state", {})
+        if KIND_KEY in state:
+            return state[STATE_KEY], state[KIND_KEY]
         path = scope["path"]
-        neutral = path in self.neutral
-        pinned = not neutral and path in self.in_path
         language = i18n.DEFAULT
-        if pinned:  # `/{language}/...`: the address says it, whoever asks
+        if path in self.neutral:
+            kind = NO_LANGUAGE
+        elif path in self.in_path:  # `/{language}/...`: the address says it, whoever asks
+            kind = IN_ADDRESS
             language = path.split("/", 2)[1]
-        elif not neutral:
+        else:
+            kind = NEGOTIATED
             headers = dict(scope["headers"])
             cookie = headers.get(b"cookie", b"")
             chosen = None
@@ -196,11 +202,31 @@ class LocaleMiddleware:
                 chosen = cookie_parser(cookie.decode("latin-1")).get(i18n.COOKIE)
             accept_language = headers.get(b"accept-language", b"").decode("latin-1")
             language = i18n.negotiate(chosen, accept_language)
-        scope.setdefault("state", {})[STATE_KEY] = language
+        state[STATE_KEY], state[KIND_KEY] = language, kind
+        return language, kind
+
+
+class LocaleMiddleware:
+    """Sets the request's language (chosen by `choose`, or earlier by the fast path) for the
+    views, and says it on HTML answers, with whether they vary with the reader's."""
+
+    def __init__(self, app: ASGIApp, choose: Chooser) -> None:
+        self.app = app
+        self.choose = choose
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        language, kind = self.choose(scope)
+        if kind == NO_LANGUAGE:
+            with i18n.using(language):
+                await self.app(scope, receive, send)
+            return
 
         async def send_with_language(message: Message) -> None:
-            if message["type"] == "http.response.start" and not neutral:
-                message = _with_language(message, language, vary=not pinned)
+            if message["type"] == "http.response.start":
+                message = _with_language(message, language, vary=kind == NEGOTIATED)
             await send(message)
 
         with i18n.using(language):
