@@ -93,16 +93,18 @@ class FastReadMiddleware:
         if key is None:
             await self.app(scope, receive, send)
             return
-        request_headers = dict(scope["headers"])
-        if b"origin" in request_headers:
-            await self.app(scope, receive, send)
-            return
+        if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"origin":  # cross-origin: the CORS layer answers
+                await self.app(scope, receive, send)
+                return
+            if name == b"if-none-match":
+                if_none_match = value
         answer = self.cache.peek(key)
         if answer is None:
             await self._capture(key, scope, receive, send)
             return
-        etag = answer.etag
-        if etag in _tags(request_headers.get(b"if-none-match", b"")):
+        if if_none_match is not None and answer.etag in _tags(if_none_match):
             await send(
                 {"type": "http.response.start", "status": 304, "headers": answer.not_modified}
             )
