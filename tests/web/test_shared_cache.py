@@ -3,6 +3,7 @@ its readers without reaching the app, and a signer still sees their own signatur
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -123,4 +124,5 @@ def test_readers_get_the_letter_page_from_the_shared_cache(
         done = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(confirm.text)})
         assert done.status_code == 200
         assert done.headers.get("x-cache-status") is None  # a POST: never from the cache
-        assert "now has 1 verified signature." in done.text
+        assert "your signature is verified" in done.text
+        assert re.search(r"now has\s+<strong>1</strong>\s+verified signature\.", done.text)
