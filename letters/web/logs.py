@@ -8,8 +8,10 @@ own messages) is searched in full, as those are rare.
 
 from __future__ import annotations
 
+import http
 import logging
 import re
+import time
 import traceback
 from typing import Any
 
@@ -96,6 +98,38 @@ class RedactTokenRoutes(RedactTokens):
         return super().filter(record)
 
 
+# "200 OK": the status and its phrase, as uvicorn's own access log writes them.
+STATUS_TEXT = {status.value: f"{status.value} {status.phrase}" for status in http.HTTPStatus}
+
+
+class AccessFormatter(logging.Formatter):
+    """The access log's lines: `TIME LEVEL access: "METHOD PATH HTTP/V" STATUS PHRASE`.
+
+    What uvicorn's formatter writes with this format, for less work on every request: no
+    copy of the record, the status text looked up, the time formatted once per second.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:
+            return super().format(record)
+        _, method, path, version, status = args
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        text = STATUS_TEXT.get(status, f"{status} ") if isinstance(status, int) else status
+        return (
+            f"{self._stamp},{int(record.msecs):03d} {record.levelname} access: "
+            f'"{method} {path} HTTP/{version}" {text}'
+        )
+
+
 # Libraries that log SQL parameters (names, hashes) at DEBUG level; never let them.
 PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "psycopg")
 
@@ -115,12 +149,8 @@ def uvicorn_log_config() -> dict[str, Any]:
         },
         "formatters": {
             "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-            "access": {
-                "()": "uvicorn.logging.AccessFormatter",
-                # No %(client_addr)s: a signer's IP address is not ours to keep.
-                "fmt": '%(asctime)s %(levelname)s access: "%(request_line)s" %(status_code)s',
-                "use_colors": False,
-            },
+            # No client address: a signer's IP address is not ours to keep.
+            "access": {"()": "letters.web.logs.AccessFormatter"},
         },
         "handlers": {
             "default": {

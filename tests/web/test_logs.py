@@ -59,3 +59,20 @@ def test_the_access_log_uses_the_route_filter_and_other_logs_the_full_one():
     config = uvicorn_log_config()
     assert config["handlers"]["access"]["filters"] == ["redact_token_routes"]
     assert config["handlers"]["default"]["filters"] == ["redact"]
+
+
+def test_access_lines_read_as_uvicorns_formatter_writes_them():
+    from uvicorn.logging import AccessFormatter as UvicornFormatter
+
+    from letters.web.logs import AccessFormatter
+
+    theirs = UvicornFormatter(
+        fmt='%(asctime)s %(levelname)s access: "%(request_line)s" %(status_code)s',
+        use_colors=False,
+    )
+    ours = AccessFormatter()
+    for status in (200, 302, 304, 404, 503, 599):
+        for path in ["/en/letters/test-letter", "/api/letters?x=1", "/verify/[redacted]"]:
+            record = access_record(path)
+            record.args = (*record.args[:4], status)
+            assert ours.format(record) == theirs.format(record)
