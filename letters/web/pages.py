@@ -125,10 +125,11 @@ async def sign(request: Request) -> Response:
     except FormExpired as refused:
         if fetch_site(request) is not None:
             raise
-        # A browser that does not say where its forms come from: the form again, with a token.
+        # A browser that does not say where its forms come from: the form again, with a token
+        # (the message links to the form's heading: no field is wrong).
         form = text_fields(refused.fields, FORM_FIELDS)
         return await _letter_page_again(
-            request, slug, 403, form, {"csrftoken": i18n.gettext(SEND_AGAIN)}
+            request, slug, 403, form, {"sign-heading": i18n.gettext(SEND_AGAIN)}
         )
     settings = settings_of(request)
     try:

@@ -140,6 +140,7 @@ def test_posts_without_a_valid_csrf_token_are_refused(client, letter, mailbox):
         assert response.status_code == 403
         # The form again, filled in, with a token to send it once more.
         assert "send it again" in response.text
+        assert 'href="#sign-heading"' in response.text
         assert 'value="a@microsoft.com"' in response.text
         assert csrf_from(response.text)
     # A token from one browser does not work with another browser's cookie.
