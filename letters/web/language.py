@@ -121,6 +121,11 @@ async def switch(request: Request) -> Response:
     return response
 
 
+# The redirect depends on the reader's cookie and Accept-Language, so caches must key it on
+# both; it is cheap to make again.
+REDIRECT_HEADERS = {"Cache-Control": "no-cache", "Vary": VARY}
+
+
 def to_language(name: str) -> Callable[[Request], Awaitable[Response]]:
     """A view redirecting to route `name` in the reader's language, with the same parameters
     and query: the only answer of the shared address that varies with the reader."""
@@ -131,11 +136,6 @@ def to_language(name: str) -> Callable[[Request], Awaitable[Response]]:
         return RedirectResponse(f"{path}?{query}" if query else path, 302, headers=REDIRECT_HEADERS)
 
     return redirect
-
-
-# The redirect depends on the reader's cookie and Accept-Language, so caches must key it on
-# both; it is cheap to make again.
-REDIRECT_HEADERS = {"Cache-Control": "no-cache", "Vary": VARY}
 
 
 @pass_context
