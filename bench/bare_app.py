@@ -1,7 +1,9 @@
 """The baseline: a bare Starlette endpoint returning a fixed JSON body.
 
-Served by bench/serve.py with exactly the uvicorn settings used for the app, so the ratio
-app/bare measures what the app adds on top of the server, not the server itself.
+bench/read.py serves `app` exactly as `uvicorn bench.bare_app:app` would (uvicorn's own
+defaults, its access log on unless both servers have it off): the floor a plain Starlette
+app pays, against which the letters app (served as `letters serve` does) is measured.
+bench/storm.py serves `create_app` through bench/serve.py, with the app's own settings.
 """
 
 from __future__ import annotations
@@ -21,3 +23,6 @@ async def fixed(request: Request) -> Response:
 
 def create_app() -> Starlette:
     return Starlette(routes=[Route("/", fixed), Route("/healthz", fixed)])
+
+
+app = create_app()

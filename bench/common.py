@@ -503,6 +503,10 @@ class Server:
     access_log: bool
     log_path: Path
     proxy_headers: bool = False
+    # Run as `uvicorn module:app` would be, with uvicorn's own defaults (its log config,
+    # access log, Server and Date headers) rather than `letters serve`'s: `target` then
+    # names the app object, not a factory.
+    plain: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -510,7 +514,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        command = [PYTHON, "-m", "bench.serve", self.target, "--port", str(self.port)]
+        if self.plain:
+            command = [PYTHON, "-m", "uvicorn", self.target, "--port", str(self.port)]
+        else:
+            command = [PYTHON, "-m", "bench.serve", self.target, "--port", str(self.port)]
         command += ["--workers", str(self.workers)]
         if not self.access_log:
             command.append("--no-access-log")

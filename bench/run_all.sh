@@ -24,8 +24,11 @@ declare -A COMMANDS=(
   [storm_after]="-m bench.storm --workers 1,2 --rounds 2 --duration 45 --json $OUT/storm_after.json"
   [storm_ips_after]="-m bench.storm --workers 2 --rounds 2 --duration 45 --client-ips 10000 --json $OUT/storm_ips_after.json"
   [steady]="-m bench.steady --rate 60 --duration 60 --workers 2 --json $OUT/steady.json"
+  # The read path against a bare endpoint run as plain uvicorn runs it (section 1).
+  [read_path_on]="-m bench.read --workers 1 --rounds 5 --quiet-wait 3 --max-other 9 --json $OUT/read_path_on.json"
+  [read_path_off]="-m bench.read --workers 1 --rounds 5 --quiet-wait 3 --max-other 9 --no-access-log --json $OUT/read_path_off.json"
 )
-ORDER=(dbceiling cost storm storm_outbox storm_ips read_final read read_nolog experiment experiment_read size storm_after storm_ips_after steady)
+ORDER=(dbceiling cost storm storm_outbox storm_ips read_final read read_nolog experiment experiment_read size storm_after storm_ips_after steady read_path_on read_path_off)
 [ $# -gt 0 ] && ORDER=("$@")
 
 for name in "${ORDER[@]}"; do

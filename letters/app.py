@@ -97,17 +97,20 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     cache = TTLCache(settings.cache_seconds, remember=(LetterNotFound,))
     signing = Signer(settings.secret_key, settings.keys.older)
     secure_cookies = settings.base_url.startswith("https")
+    choose = language.Chooser(
+        neutral=RouteIndex(routes, language.NEUTRAL),
+        in_path=RouteIndex(routes, language.IN_PATH),
+    )
     middleware = [
-        # Outermost: the reader's language, which the fast path's answers depend on.
-        Middleware(language.LocaleMiddleware, neutral=RouteIndex(routes, language.NEUTRAL)),
-        # Then: replays cached answers to readers before any other work.
+        # Outermost: replays cached answers to readers before any other work (it chooses
+        # the reader's language, which its answers depend on).
         Middleware(
             fastpath.FastReadMiddleware,
             store=cache,
-            signer=signing,
-            secure_cookies=secure_cookies,
             routes=RouteIndex(routes, fastpath.ROUTES),
+            choose=choose,
         ),
+        Middleware(language.LocaleMiddleware, choose=choose),
         Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),
         Middleware(
             BodyLimitMiddleware,

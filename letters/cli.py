@@ -103,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         log_config=uvicorn_log_config(),
+        access_log=settings.access_log,
         server_header=False,
         # Uvicorn restarts a worker that is not ready within this many seconds; its default
         # of 5 kills workers still importing on a busy or slow machine, over and over.

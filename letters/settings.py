@@ -160,6 +160,7 @@ class Settings(BaseSettings):
     # Live count streams (Server-Sent Events) one process serves at once; beyond, 503.
     event_streams_max: int = Field(default=2000, gt=0)
     cache_seconds: float = Field(default=0.5, ge=0)
+    access_log: bool = True
     db_pool_size: int = Field(default=10, gt=0)
     db_max_overflow: int = Field(default=10, ge=0)
     # Seconds after which a PostgreSQL connection is replaced when next taken from the pool.

@@ -47,6 +47,14 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def letter_csrf(client: TestClient, slug: str = "test-letter") -> str:
+    """A CSRF token for the letter page's forms, got as a browser that does not send
+    Sec-Fetch-Site gets one: its first post is refused with the form again, with a token."""
+    page = client.post(f"/letters/{slug}/sign", data={})
+    assert page.status_code == 403, page.status_code
+    return csrf_from(page.text)
+
+
 def counts(db: Session, slug: str = "test-letter") -> dict[str, Any]:
     """The counters, the organization counts and the rows they must agree with."""
     db.rollback()  # end the read snapshot so the next query sees the latest commits

@@ -66,9 +66,9 @@ def test_the_domain_count_is_never_a_cap_but_marks_a_flood(settings, letter, mai
 
 
 def test_the_html_form_is_limited_too(limited_client, letter, mailbox, db):
-    from tests.helpers import csrf_from
+    from tests.helpers import letter_csrf
 
-    token = csrf_from(limited_client.get("/letters/test-letter").text)
+    token = letter_csrf(limited_client)
     for expected in [303, 303, 303, 429]:
         response = limited_client.post(
             "/letters/test-letter/sign",

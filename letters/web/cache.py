@@ -28,6 +28,10 @@ LISTS = "lists"
 MISSING = "missing"
 # Where a request's answer lists what it shows (scope["state"]), for the fast path.
 ANSWER_TAGS = "cache_tags"
+# A page the same for every reader of its address (the letter page in one language): a
+# shared cache in front (nginx, a CDN) may answer it for a second; the live count on it is
+# kept fresh by the page's event stream, and browsers revalidate by ETag after that.
+SHARED_PAGE = "public, max-age=1"
 
 
 def key(area: str, *parts: Hashable) -> tuple[Hashable, ...]:

@@ -49,10 +49,16 @@ class FormUnreadable(HTTPException):
 
 
 class FormExpired(HTTPException):
-    """A form whose CSRF token does not match this browser's: 403."""
+    """A form refused by the CSRF check: 403. `fields`: what it carried, to fill it in again."""
 
-    def __init__(self) -> None:
+    def __init__(self, fields: dict[str, str] | None = None) -> None:
         super().__init__(403, N_("This form has expired. Go back, reload the page and try again."))
+        self.fields = fields or {}
+
+
+# Said above a form of the letter page sent again with a token, for a browser that does not
+# say where its forms come from (web.security).
+SEND_AGAIN = N_("Please check the form and send it again: this makes sure it was you who sent it.")
 
 
 # The status each exception of the record answers with, wherever it is raised. Messages
@@ -149,11 +155,12 @@ async def read_form(
         raise
     except Exception:  # malformed bodies of every kind: python-multipart raises many types
         raise FormUnreadable from None
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
     try:
         check_csrf(request, form)
     except CSRFError:
-        raise FormExpired from None
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+        raise FormExpired(fields) from None
+    return fields
 
 
 def text_fields(form: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str | None]:

@@ -16,9 +16,11 @@ from letters.mail.compose import hours, signing_email
 from letters.ratelimit import RateLimited
 from letters.record.public import LetterSnapshot, list_public_letters, named_signatures
 from letters.record.signing import LetterClosed, request_signature
-from letters.web import cache, fastpath
+from letters.web import cache
 from letters.web.common import (
     HTML,
+    SEND_AGAIN,
+    FormExpired,
     cached,
     client_host,
     conditional,
@@ -38,12 +40,11 @@ from letters.web.common import (
     too_many,
     version,
 )
-from letters.web.security import csrf_token
+from letters.web.language import to_language
+from letters.web.security import csrf_token, fetch_site
 
 NAMES_PER_PAGE = 200
 FORM_FIELDS = ("name", "title", "email", "show_name", "reveal_at")
-# Stands for the reader's CSRF token in cached pages; swapped in for each request.
-CSRF_PLACEHOLDER = fastpath.CSRF_PLACEHOLDER.decode()
 HTML_CACHING = "private, no-cache"  # revalidate every time; the ETag makes that cheap
 
 
@@ -93,27 +94,19 @@ def _letter_context(request: Request, snapshot: LetterSnapshot, csrf: str) -> di
 
 
 async def letter_page(request: Request) -> Response:
+    """`/{language}/letters/{slug}`: the same bytes for every reader, which a shared cache may
+    keep for a second; its forms carry no token (web.security) and it sets no cookie."""
     slug = request.path_params["slug"]
     snapshot = await snapshot_or_404(request, slug)
 
-    async def load() -> tuple[str, str]:
-        html = render_text(
-            request, "letters/letter.html", _letter_context(request, snapshot, CSRF_PLACEHOLDER)
-        )
+    async def load() -> tuple[bytes, str]:
+        context = _letter_context(request, snapshot, "")
+        html = render_text(request, "letters/letter.html", context).encode()
         return html, etag_for(html)
 
     key = cache.key("letter-html", slug, i18n.current(), *version(snapshot))
     html, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
-    # Hand the page over to the fast path, which then serves it with each reader's token.
-    request.scope.setdefault("state", {})[fastpath.PAGE_TEMPLATE] = (html, etag)
-    token = csrf_token(request)
-    return conditional(
-        request,
-        html.replace(CSRF_PLACEHOLDER, token).encode(),
-        etag_for(etag, token),
-        HTML,
-        HTML_CACHING,
-    )
+    return conditional(request, html, etag, HTML, cache.SHARED_PAGE)
 
 
 async def _letter_page_again(
@@ -127,7 +120,17 @@ async def _letter_page_again(
 
 async def sign(request: Request) -> Response:
     slug = request.path_params["slug"]
-    data = text_fields(await read_form(request), FORM_FIELDS)
+    try:
+        data = text_fields(await read_form(request), FORM_FIELDS)
+    except FormExpired as refused:
+        if fetch_site(request) is not None:
+            raise
+        # A browser that does not say where its forms come from: the form again, with a token
+        # (the message links to the form's heading: no field is wrong).
+        form = text_fields(refused.fields, FORM_FIELDS)
+        return await _letter_page_again(
+            request, slug, 403, form, {"sign-heading": i18n.gettext(SEND_AGAIN)}
+        )
     settings = settings_of(request)
     try:
         rules = await signing_rules(request, slug)
@@ -198,7 +201,8 @@ async def signatures_page(request: Request) -> Response:
 
 routes = [
     Route("/", index, name="index"),
-    Route("/letters/{slug}", letter_page, name="letter"),
+    Route("/letters/{slug}", to_language("letter_in"), name="letter"),
+    Route("/{language:language}/letters/{slug}", letter_page, name="letter_in"),
     Route("/letters/{slug}/sign", sign, methods=["POST"], name="sign"),
     Route("/letters/{slug}/check-email", check_email, name="check_email"),
     Route("/letters/{slug}/signatures", signatures_page, name="signatures"),

@@ -1,10 +1,23 @@
 """CSRF protection, security headers and the request body limit.
 
-CSRF: each browser gets a random `csrftoken` cookie (HttpOnly, SameSite=Lax). Every HTML form
-carries the cookie's value signed with the secret key (salt "csrf"); a POST is accepted only
-when the signed field matches the cookie. An attacker's page can neither read the cookie nor
-forge the signature. The JSON API needs no token: it only accepts `application/json`, which a
-cross-site form cannot send without a CORS preflight that this app never grants.
+CSRF: a form is accepted when the browser says it was sent from one of this site's own pages
+(`Sec-Fetch-Site: same-origin`), and refused when it says anything else (`cross-site`,
+`same-site`, `none`): browsers set that header themselves and no page can forge it. So the
+letter page, which a shared cache serves to every reader, carries no token and sets no
+cookie. Not `Origin`: `Referrer-Policy: no-referrer` makes browsers send `Origin: null`
+from every page of this site.
+
+Browsers send Sec-Fetch-Site only to secure origins (https, or localhost), and older ones
+not at all. Without it the signed token decides, as before: each browser gets a random
+`csrftoken` cookie (HttpOnly, SameSite=Lax) and a form carries the cookie's value signed
+with the secret key (salt "csrf"); the POST is accepted only when the signed field matches
+the cookie. An attacker's page can neither read the cookie nor forge the signature. Pages
+for one reader (a link's page, the author workspace) carry the token in every form; a form
+of the letter page sent without either is answered with the form again, now carrying a
+token, to send once more (web.pages, web.signer).
+
+The JSON API needs no token: it only accepts `application/json`, which a cross-site form
+cannot send without a CORS preflight that this app never grants.
 """
 
 from __future__ import annotations
@@ -87,7 +100,18 @@ def csrf_token(request: Request) -> str:
     return str(signer.untimed(CSRF).dumps(csrf_cookie_value(request)))
 
 
+def fetch_site(request: Request) -> str | None:
+    """Where the browser says the request comes from (Sec-Fetch-Site), None if it does not."""
+    return request.headers.get("sec-fetch-site")
+
+
 def check_csrf(request: Request, form: FormData) -> None:
+    """Accept a form sent from this site's own pages, by the browser's word or by token."""
+    site = fetch_site(request)
+    if site is not None:
+        if site == "same-origin":
+            return
+        raise CSRFError
     signer: Signer = request.app.state.signer
     submitted = form.get(CSRF_FIELD)
     cookie = request.cookies.get(CSRF_COOKIE)

@@ -24,6 +24,7 @@ from letters.sealing import Keyring
 from letters.tokens import LinkUsed, TokenError
 from letters.web.common import (
     NO_STORE,
+    SEND_AGAIN,
     FormExpired,
     FormUnreadable,
     client_host,
@@ -38,7 +39,7 @@ from letters.web.common import (
     text_fields,
     too_many,
 )
-from letters.web.security import csrf_token
+from letters.web.security import csrf_token, fetch_site
 
 TEMPLATE = "manage/problem.html"
 HIDDEN_BY_AUTHORS = (
@@ -103,7 +104,14 @@ async def request_link(request: Request) -> Response:
     The answer is the same redirect whether or not it did.
     """
     slug = request.path_params["slug"]
-    email = (await read_form(request)).get("email")
+    try:
+        email = (await read_form(request)).get("email")
+    except FormExpired as refused:
+        if fetch_site(request) is not None:
+            raise
+        # A browser that does not say where its forms come from: the form again, with a token.
+        form = {"email": refused.fields.get("email", "")}
+        return await _request_page(request, slug, form, {"manage_email": gettext(SEND_AGAIN)}, 403)
     try:
         async with db_session(request, write=True) as session:
             link = await signer_control.request_link(

@@ -32,7 +32,7 @@ def test_a_spanish_browser_reads_the_letter_in_spanish(
     expect(languages.get_by_role("link", name="Español")).to_have_attribute("aria-current", "true")
     expect(languages.get_by_role("link", name="English")).to_have_attribute("lang", "en")
     languages.get_by_role("link", name="English").click()
-    expect(page).to_have_url(server.url + "/letters/test-letter")
+    expect(page).to_have_url(server.url + "/en/letters/test-letter")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_role("heading", name="Sign this letter")).to_be_visible()
     expect(page.locator("[data-live-count]")).to_have_text("1 verified signature")

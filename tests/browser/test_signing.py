@@ -46,7 +46,7 @@ def test_sign_confirm_and_see_the_count_change(
     expect(page.get_by_role("main")).to_contain_text("now has 1 verified signature.")
 
     page.get_by_role("link", name="Test letter").click()
-    expect(page).to_have_url(f"{server.url}/letters/test-letter")
+    expect(page).to_have_url(f"{server.url}/en/letters/test-letter")
     expect(page.locator("[data-live-count]")).to_have_text("1 verified signature")
     expect(page.locator(".signers")).to_contain_text("Ada Lovelace, Analyst")
     expect(page.locator("table.orgs")).to_contain_text("Microsoft")

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from letters.models import PendingSignature
 from letters.tokens import Signer
 from tests.conftest import SECRET
-from tests.helpers import counts, csrf_from, names_of, pending_count, sign_api
+from tests.helpers import counts, csrf_from, letter_csrf, names_of, pending_count, sign_api
 
 SIGN_URL = "/api/letters/test-letter/signatures"
 FORM_URL = "/letters/test-letter/sign"
@@ -598,7 +598,7 @@ readable_form_fields = form_fields_of(st.text(form_char, max_size=200))
 
 
 def test_html_sign_with_arbitrary_fields(client, letter, mailbox, db):
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
 
     @FUZZ
     @given(fields=form_fields)
@@ -621,7 +621,7 @@ def test_html_sign_with_arbitrary_fields(client, letter, mailbox, db):
 
 
 def test_html_sign_with_arbitrary_bodies(client, letter, mailbox, db):
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
 
     @FEW
     @given(
@@ -654,19 +654,19 @@ def test_html_sign_with_arbitrary_bodies(client, letter, mailbox, db):
     ),
 )
 def test_html_sign_without_a_valid_csrf_token_is_refused(client, letter, mailbox, db, fields, csrf):
-    client.get("/letters/test-letter")  # the browser has its CSRF cookie
+    letter_csrf(client)  # the browser has its CSRF cookie
     before = snapshot(db, mailbox)
     data = {**fields, "email": fresh_address(), "name": "Ada", "show_name": "1"}
     if csrf is not None:
         data["csrftoken"] = csrf
     response = client.post(FORM_URL, data=data, follow_redirects=False)
     assert_html_error(response, 403)
-    assert "This form has expired" in response.text
+    assert "send it again" in response.text  # the form again, to send with its token
     assert_unchanged(db, mailbox, before)
 
 
 def test_html_sign_with_a_token_but_without_its_cookie_is_refused(client, letter, mailbox, db):
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     before = snapshot(db, mailbox)
     data = {"csrftoken": token, "email": fresh_address(), "name": "Ada"}
     client.cookies.clear()
@@ -676,7 +676,7 @@ def test_html_sign_with_a_token_but_without_its_cookie_is_refused(client, letter
     assert_unchanged(db, mailbox, before)
     # Control: the page's own token with its own cookie is accepted.
     client.cookies.clear()
-    data["csrftoken"] = csrf_from(client.get("/letters/test-letter").text)
+    data["csrftoken"] = letter_csrf(client)
     assert client.post(FORM_URL, data=data, follow_redirects=False).status_code == 303
     assert_signing_accepted(db, mailbox, before)
 
@@ -684,7 +684,7 @@ def test_html_sign_with_a_token_but_without_its_cookie_is_refused(client, letter
 @FEW
 @given(name=with_invisible)
 def test_html_names_with_control_or_bidi_characters_are_refused(client, letter, mailbox, db, name):
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     before = snapshot(db, mailbox)
     data = {"csrftoken": token, "email": fresh_address(), "name": name, "show_name": "1"}
     response = client.post(FORM_URL, data=data, follow_redirects=False)
@@ -837,7 +837,7 @@ def test_a_delivered_snapshot_that_does_not_exist_is_a_clear_404(client, letter,
 @given(slug=slug)
 @example(slug="\x00")
 def test_unknown_slugs_are_404_for_the_html_form(client, letter, mailbox, db, slug):
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     before = snapshot(db, mailbox)
     data = {"csrftoken": token, "email": fresh_address(), "name": "Ada"}
     response = client.post(f"/letters/{path_segment(slug)}/sign", data=data, follow_redirects=False)
@@ -914,7 +914,7 @@ def test_oversized_chunked_json_is_413(client, letter, mailbox, db, size, chunk,
 
 
 def test_oversized_form_with_content_length_is_413(client, letter, mailbox, db):
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     before = snapshot(db, mailbox)
     data = {"csrftoken": token, "email": fresh_address(), "name": "a" * (LIMIT + 1)}
     response = client.post(FORM_URL, data=data, follow_redirects=False)
@@ -1000,7 +1000,7 @@ def test_oversized_streamed_form_is_413(client, letter, mailbox, db):
     Every field is under the form parser's own limits (16 KiB a field, 20 fields), so the
     only thing wrong with this body is its total size.
     """
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     before = snapshot(db, mailbox)
     fields = [f"csrftoken={token}", f"email={fresh_address()}", "name=Ada"]
     fields += [f"pad{i}={'a' * 8000}" for i in range(9)]
@@ -1021,7 +1021,7 @@ def test_oversized_streamed_form_is_413(client, letter, mailbox, db):
 @SMALL
 @given(size=st.integers(LIMIT + 1, 2 * LIMIT), chunk=st.sampled_from([512, 4096, 16384]))
 def test_streamed_forms_to_the_verify_page_are_refused(client, letter, mailbox, db, size, chunk):
-    csrf_from(client.get("/letters/test-letter").text)  # the browser has its CSRF cookie
+    letter_csrf(client)  # the browser has its CSRF cookie
     before = snapshot(db, mailbox)
     body = b"csrftoken=x&pad=" + b"a" * size
     status, _, content = stream_post(client, "/verify/some-token", split(body, chunk), FORM)

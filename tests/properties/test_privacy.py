@@ -28,7 +28,7 @@ from letters.app import create_app
 from letters.models import ManageLink, OutboxMessage, PendingSignature, Signature
 from letters.settings import Settings
 from tests.conftest import LINK, ON_POSTGRES, make_settings
-from tests.helpers import confirm_api, csrf_from, sign_api
+from tests.helpers import confirm_api, csrf_from, letter_csrf, sign_api
 from tests.live import http_client, running_server
 from tests.record.test_retention import purge
 from tests.record.test_signer_control import MANAGE, manage_token
@@ -89,9 +89,8 @@ def find_secrets(text_: str, secrets: list[str]) -> list[str]:
 
 
 def html_sign(client, mailbox, email: str, name: str, title: str, show: bool, reveal: str = ""):
-    page = client.get("/letters/test-letter")
     data = {
-        "csrftoken": csrf_from(page.text),
+        "csrftoken": letter_csrf(client),
         "email": email,
         "name": name,
         "title": title,
@@ -125,11 +124,10 @@ def api_sign(client, mailbox, email: str, name: str, title: str, show: bool, **e
 
 
 def manage(client, mailbox, email: str, action: str, **fields: str) -> None:
-    page = client.get("/letters/test-letter")
     before = len(mailbox.messages)
     asked = client.post(
         "/letters/test-letter/manage",
-        data={"csrftoken": csrf_from(page.text), "email": email},
+        data={"csrftoken": letter_csrf(client), "email": email},
         follow_redirects=False,
     )
     assert asked.status_code == 303
@@ -168,10 +166,9 @@ def populate(client, mailbox, db) -> Population:
     manage(client, mailbox, horatio, "hide")
     api_sign(client, mailbox, penelope, *HIDDEN_SIGNERS[penelope], False)  # never confirmed
     # Someone asks about an address that never signed: no email, same answer.
-    page = client.get("/letters/test-letter")
     client.post(
         "/letters/test-letter/manage",
-        data={"csrftoken": csrf_from(page.text), "email": "stranger.nobody@microsoft.com"},
+        data={"csrftoken": letter_csrf(client), "email": "stranger.nobody@microsoft.com"},
     )
 
     found.emails = [*HIDDEN_SIGNERS, NAMED_EMAIL, "stranger.nobody@microsoft.com"]
@@ -191,7 +188,7 @@ def populate(client, mailbox, db) -> Population:
 
 
 def fill(path: str, token: str) -> str:
-    values = {"slug": "test-letter", "token": token}
+    values = {"slug": "test-letter", "token": token, "language": "en"}
     return PARAM.sub(lambda match: values.get(match.group(1), "1"), path)
 
 
@@ -223,7 +220,7 @@ def error_pages(client) -> dict[str, Any]:
     """Answers for bad input of every kind; none may carry anyone's details."""
     big = {"email": "x@microsoft.com", "pad": "a" * 70_000}
     answers = {
-        "404 page": client.get("/letters/no-such-letter"),
+        "404 page": client.get("/en/letters/no-such-letter"),
         "404 path": client.get("/no/such/page"),
         "404 api": client.get("/api/letters/no-such-letter"),
         "400 verify": client.get("/verify/garbage"),
@@ -238,7 +235,7 @@ def error_pages(client) -> dict[str, Any]:
         "422 domain": sign_api(client, "someone@evil.example"),
         "422 manage": client.post(
             "/letters/test-letter/manage",
-            data={"csrftoken": csrf_from(client.get("/letters/test-letter").text), "email": "x"},
+            data={"csrftoken": letter_csrf(client), "email": "x"},
         ),
     }
     for _ in range(6):
@@ -279,7 +276,7 @@ def test_no_public_page_error_page_or_log_line_identifies_a_signer(
 
     used = used_tokens(client, population.tokens)
     pages = {path: client.get(path, follow_redirects=False) for path in public_gets(app, used)}
-    letter_page = pages["/letters/test-letter"].text
+    letter_page = pages["/en/letters/test-letter"].text
     assert all(shown in letter_page for shown in SHOWN)  # the search does see names
     assert "1 name from GitHub will be shown" in letter_page
     assert "1 name from Example Corp will be shown" in letter_page
@@ -399,7 +396,7 @@ def test_what_the_mailbox_owner_sees_is_configurable_and_neutral(
         client.post(
             "/letters/test-letter/manage",
             data={
-                "csrftoken": csrf_from(client.get("/letters/test-letter").text),
+                "csrftoken": letter_csrf(client),
                 "email": "ada@microsoft.com",
             },
         )

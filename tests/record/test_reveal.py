@@ -7,7 +7,7 @@ from typing import Any
 from sqlmodel import select
 
 from letters.models import LedgerEntry, Signature
-from tests.helpers import assert_consistent, confirm_api, csrf_from, sign_api
+from tests.helpers import assert_consistent, confirm_api, letter_csrf, sign_api
 from tests.record.test_signer_control import act, link_for
 
 
@@ -120,7 +120,7 @@ def test_the_html_form_offers_and_carries_a_threshold(client, letter, mailbox, d
     for n in (10, 50, 100, 500):
         assert f'<option value="{n}"' in page.text
     data = {
-        "csrftoken": csrf_from(page.text),
+        "csrftoken": letter_csrf(client),
         "email": "ada@microsoft.com",
         "name": "Ada",
         "show_name": "0",

@@ -16,7 +16,15 @@ from letters.record import links
 from letters.record import signer_control as manage
 from letters.tokens import Signer
 from tests.conftest import SECRET, make_letter, make_settings
-from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, names_of, sign_api
+from tests.helpers import (
+    assert_consistent,
+    confirm_api,
+    counts,
+    csrf_from,
+    letter_csrf,
+    names_of,
+    sign_api,
+)
 
 MANAGE = re.compile(r"/manage/([A-Za-z0-9_\-.]+)")
 
@@ -31,8 +39,8 @@ def signed(client, mailbox, email, **fields: Any) -> None:
 
 def ask(client, email: str, slug: str = "test-letter", page_path: str = "") -> Any:
     """Ask for a manage link with the form on the letter page (or on `page_path`)."""
-    page = client.get(page_path or f"/letters/{slug}")
-    data = {"csrftoken": csrf_from(page.text), "email": email}
+    token = csrf_from(client.get(page_path).text) if page_path else letter_csrf(client, slug)
+    data = {"csrftoken": token, "email": email}
     return client.post(f"/letters/{slug}/manage", data=data, follow_redirects=False)
 
 
@@ -132,7 +140,7 @@ def test_bad_addresses_are_refused_on_the_form_with_the_error_tied_to_the_field(
 
 def test_unknown_and_draft_letters_are_404(client, engine, letter, mailbox):
     make_letter(engine, "a-draft", status="draft")
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     for slug in ("no-such-letter", "a-draft"):
         response = client.post(
             f"/letters/{slug}/manage", data={"csrftoken": token, "email": "a@microsoft.com"}
@@ -251,7 +259,7 @@ def test_bad_links_get_a_clear_page(client, letter, mailbox, db):
         page = client.get(f"/manage/{bad}")
         assert page.status_code == 400, bad
         assert "This link is not valid." in page.text
-        csrf = csrf_from(client.get("/letters/test-letter").text)
+        csrf = letter_csrf(client)
         post = client.post(f"/manage/{bad}", data={"csrftoken": csrf, "action": "withdraw"})
         assert post.status_code == 400
     # and a manage link is not a signing link

@@ -6,12 +6,11 @@ import re
 
 from letters.importer import import_letter, parse_letter
 from tests.conftest import TEST_LETTER
-from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, sign_api
+from tests.helpers import assert_consistent, confirm_api, counts, csrf_from, letter_csrf, sign_api
 
 
 def sign_form(client, slug="test-letter", **fields):
-    page = client.get(f"/letters/{slug}")
-    data = {"csrftoken": csrf_from(page.text), "show_name": "0", **fields}
+    data = {"csrftoken": letter_csrf(client, slug), "show_name": "0", **fields}
     return client.post(f"/letters/{slug}/sign", data=data, follow_redirects=False)
 
 
@@ -133,15 +132,19 @@ def test_form_errors_are_shown_next_to_the_field_and_keep_the_input(client, lett
 
 def test_posts_without_a_valid_csrf_token_are_refused(client, letter, mailbox):
     client.get("/letters/test-letter")
-    for token in [None, "", "forged", csrf_from(client.get("/letters/test-letter").text) + "x"]:
+    for token in [None, "", "forged", letter_csrf(client) + "x"]:
         data = {"email": "a@microsoft.com"}
         if token is not None:
             data["csrftoken"] = token
         response = client.post("/letters/test-letter/sign", data=data)
         assert response.status_code == 403
-        assert "expired" in response.text
+        # The form again, filled in, with a token to send it once more.
+        assert "send it again" in response.text
+        assert 'href="#sign-heading"' in response.text
+        assert 'value="a@microsoft.com"' in response.text
+        assert csrf_from(response.text)
     # A token from one browser does not work with another browser's cookie.
-    stolen = csrf_from(client.get("/letters/test-letter").text)
+    stolen = letter_csrf(client)
     client.cookies.clear()
     client.cookies.set("csrftoken", "another-browser-cookie-value-0123")
     response = client.post(
@@ -149,6 +152,106 @@ def test_posts_without_a_valid_csrf_token_are_refused(client, letter, mailbox):
     )
     assert response.status_code == 403
     assert mailbox.messages == []
+
+
+SIGNING = {"email": "a@microsoft.com", "show_name": "0"}
+
+
+def test_a_form_from_another_site_is_refused_even_with_a_valid_token(client, letter, mailbox):
+    token = letter_csrf(client)
+    for site in ["cross-site", "same-site", "none"]:
+        response = client.post(
+            "/letters/test-letter/sign",
+            data={**SIGNING, "csrftoken": token},
+            headers={"Sec-Fetch-Site": site},
+        )
+        assert response.status_code == 403
+        assert "expired" in response.text  # no form to send again: it was not ours
+    assert mailbox.messages == []
+
+
+def test_a_form_from_this_site_needs_no_token(client, letter, mailbox):
+    page = client.get("/letters/test-letter")
+    assert "csrftoken" not in page.text
+    response = client.post(
+        "/letters/test-letter/sign",
+        data=SIGNING,
+        headers={"Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    mailbox.wait_for(1)
+    assert len(mailbox.messages) == 1
+
+
+def test_without_sec_fetch_site_a_form_needs_a_token(client, letter, mailbox):
+    response = client.post("/letters/test-letter/sign", data=SIGNING, follow_redirects=False)
+    assert response.status_code == 403
+    token = csrf_from(response.text)
+    response = client.post(
+        "/letters/test-letter/sign",
+        data={**SIGNING, "csrftoken": token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    mailbox.wait_for(1)
+    assert len(mailbox.messages) == 1
+
+
+def test_the_manage_form_of_the_letter_page_follows_the_same_rules(client, letter, mailbox):
+    url = "/letters/test-letter/manage"
+    data = {"email": "a@microsoft.com"}
+    refused = client.post(url, data=data, headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    again = client.post(url, data=data)
+    assert again.status_code == 403
+    assert 'value="a@microsoft.com"' in again.text
+    token = csrf_from(again.text)
+    sent = client.post(url, data={**data, "csrftoken": token}, follow_redirects=False)
+    assert sent.status_code == 303
+    ours = client.post(url, data=data, headers={"Sec-Fetch-Site": "same-origin"})
+    assert ours.status_code == 200  # followed to the page saying a link may be on its way
+
+
+def test_the_letter_page_is_the_same_for_every_reader(client, letter):
+    english = client.get("/en/letters/test-letter")
+    assert english.status_code == 200
+    assert "set-cookie" not in english.headers
+    assert english.headers["cache-control"] == "public, max-age=1"
+    assert "vary" not in english.headers
+    assert english.headers["content-language"] == "en"
+    others = [client.get("/en/letters/test-letter", headers={"Accept-Language": "es"})]
+    client.cookies.set("lang", "es")
+    client.cookies.set("csrftoken", "x" * 32)
+    others.append(client.get("/en/letters/test-letter"))
+    for other in others:
+        assert other.content == english.content
+        assert other.headers["etag"] == english.headers["etag"]
+    spanish = client.get("/es/letters/test-letter")
+    assert spanish.headers["content-language"] == "es"
+    assert "Firmar esta carta" in spanish.text
+
+
+def test_the_shared_address_redirects_to_the_readers_language(client, letter):
+    cases = [
+        ({}, {}, "/en/letters/test-letter"),
+        ({"Accept-Language": "es-ES,es;q=0.9"}, {}, "/es/letters/test-letter"),
+        ({"Accept-Language": "es"}, {"lang": "en"}, "/en/letters/test-letter"),
+    ]
+    for headers, cookies, target in cases:
+        client.cookies.clear()
+        for name, value in cookies.items():
+            client.cookies.set(name, value)
+        response = client.get("/letters/test-letter", headers=headers, follow_redirects=False)
+        assert response.status_code == 302
+        assert response.headers["location"] == target
+        assert response.headers["vary"] == "Accept-Language, Cookie"
+        assert "set-cookie" not in response.headers
+    client.cookies.clear()
+    query = client.get("/letters/test-letter?utm=x", follow_redirects=False)
+    assert query.headers["location"] == "/en/letters/test-letter?utm=x"
+    assert client.get("/fr/letters/test-letter").status_code == 404
+    assert client.get("/en/letters/no-such-letter").status_code == 404
 
 
 def test_confirm_button_needs_csrf(client, letter, mailbox, db):

@@ -10,7 +10,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import LINK, Mailbox
-from tests.helpers import csrf_from
+from tests.helpers import csrf_from, letter_csrf
 from tests.live import Server, http_client, running_server, wait_for_log
 
 HIDDEN_NAME = "Zebulon Hiddenname"
@@ -34,15 +34,17 @@ def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox
         running_server(database_url, tmp_path, smtp_url=mailbox.url) as server,
         http_client(server.url) as client,
     ):
-        page = client.get("/letters/test-letter")
+        shared = client.get("/letters/test-letter")  # the address in emails and QR codes
+        assert shared.status_code == 302
+        page = client.get(shared.headers["location"])
         assert page.status_code == 200
         assert "Test letter" in page.text
-        assert "csrftoken" in client.cookies  # kept by the client for the POST
+        assert "csrftoken" not in client.cookies  # the page is the same for every reader
 
         response = client.post(
             "/letters/test-letter/sign",
             data={
-                "csrftoken": csrf_from(page.text),
+                "csrftoken": letter_csrf(client),
                 "email": HIDDEN_EMAIL,
                 "name": HIDDEN_NAME,
                 "title": "",
@@ -91,7 +93,7 @@ def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox
         assert client.get("/api/letters/test-letter").json()["verified_count"] == 1
 
         public = {
-            path: client.get(path)
+            path: client.get(path, follow_redirects=True)
             for path in [
                 "/",
                 "/letters/test-letter",
