@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(reader(engine))
         app.state.writer = make_sessionmaker(writer(engine))
+        app.state.prepare = jobs.preparer(settings, app.state.writer)
         tasks = jobs.in_app(settings, app.state.writer, app.state.mail)
         for task in tasks:
             task.start()

@@ -116,6 +116,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     import signal
 
     from letters.db import make_async_engine, make_sessionmaker, writer
+    from letters.jobs import preparer
     from letters.mail import outbox
     from letters.mail.backend import make_backend
     from letters.record.retention import purge_expired
@@ -126,13 +127,14 @@ def cmd_worker(args: argparse.Namespace) -> None:
         engine = make_async_engine(settings)
         maker = make_sessionmaker(writer(engine))
         backend = make_backend(settings)
+        prepare = preparer(settings, maker)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
             while True:
-                result = await outbox.drain(maker, backend, settings.keys)
+                result = await outbox.drain(maker, backend, settings.keys, prepare=prepare)
                 if result.sent or result.failed or result.dropped:
                     print(
                         f"sent {result.sent}, failed {result.failed}, dropped {result.dropped}",

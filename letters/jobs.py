@@ -12,13 +12,17 @@ import logging
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters.authors import accounts
 from letters.authors.drafts import close_due
 from letters.mail import outbox
-from letters.mail.backend import MailBackend
+from letters.mail.backend import MailBackend, Message
+from letters.mail.compose import manage_email
+from letters.record import signer_control
 from letters.record.founding import launch_due
 from letters.record.retention import purge_expired
 from letters.sealing import Keyring
 from letters.settings import Settings
+from letters.tokens import Signer
 
 logger = logging.getLogger("letters.jobs")
 Maker = async_sessionmaker[AsyncSession]
@@ -58,6 +62,26 @@ class Periodic:
                 logger.error("%s: %s", self.name, type(error).__name__)
 
 
+def preparer(settings: Settings, maker: Maker) -> outbox.Prepare:
+    """What turns each kind of queued job into its email, or into nothing (outbox.Job):
+    the sender finds out, after the request was answered, whether there is anything to send.
+    """
+    signer = Signer(settings.secret_key, settings.keys.older)
+    compose_manage = manage_email(settings)
+
+    async def prepare(job: outbox.Job) -> Message | None:
+        async with maker() as session:
+            if job.kind == signer_control.MANAGE_LINK_JOB:
+                return await signer_control.prepare_link(
+                    session, job.args, signer, settings, compose_manage
+                )
+            if job.kind == accounts.SIGN_IN_JOB:
+                return await accounts.prepare_link(session, job.args, signer, settings)
+        raise ValueError(f"unknown job kind: {job.kind}")
+
+    return prepare
+
+
 class Sender(Periodic):
     """Sends what is left in the outbox, and deletes expired links and rate-limit rows.
 
@@ -68,14 +92,20 @@ class Sender(Periodic):
     name = "outbox"
 
     def __init__(
-        self, maker: Maker, backend: MailBackend, keys: Keyring, interval: float = 10.0
+        self,
+        maker: Maker,
+        backend: MailBackend,
+        keys: Keyring,
+        prepare: outbox.Prepare,
+        interval: float = 10.0,
     ) -> None:
         super().__init__(maker, interval)
         self.backend = backend
         self.keys = keys
+        self.prepare = prepare
 
     async def run_once(self) -> outbox.DrainResult:
-        result = await outbox.drain(self.maker, self.backend, self.keys)
+        result = await outbox.drain(self.maker, self.backend, self.keys, prepare=self.prepare)
         await purge_expired(self.maker)
         return result
 
@@ -115,5 +145,5 @@ def in_app(settings: Settings, maker: Maker, backend: MailBackend) -> list[Perio
     and sending mail unless a separate `letters worker` does (MAIL_IN_APP=false)."""
     tasks: list[Periodic] = [Closer(maker), Launcher(maker, settings)]
     if settings.mail_in_app:
-        tasks.append(Sender(maker, backend, settings.keys))
+        tasks.append(Sender(maker, backend, settings.keys, preparer(settings, maker)))
     return tasks

@@ -277,7 +277,7 @@ def test_serve_demo_twice_leaves_an_edited_demo_letter_as_it_was(database_url, e
     with running_server(database_url, tmp_path, "--demo") as server:
         assert "Demo letter loaded:" in server.log()
         with http_client(server.url) as client:
-            assert client.get("/letters/microsoft-end-ice-contract").status_code == 200
+            assert client.get("/en/letters/microsoft-end-ice-contract").status_code == 200
     with Session(engine) as session:
         letter = session.exec(select(Letter)).one()
         letter.status = LetterStatus.closed

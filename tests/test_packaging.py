@@ -128,7 +128,7 @@ def test_an_installed_wheel_migrates_and_serves_the_demo_from_outside_the_projec
         running_server(database_url, elsewhere, "--demo", PYTHONPATH=str(target)) as server,
         http_client(server.url) as client,
     ):
-        page = client.get(f"/letters/{slug}", headers={"Accept-Language": "es"})
+        page = client.get(f"/es/letters/{slug}")
         assert page.status_code == 200
         assert "Idioma" in page.text  # the Spanish catalog came with the package
         stylesheet = client.get("/static/css/site.css")

@@ -24,12 +24,14 @@ from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters import i18n
 from letters.authors import audit
 from letters.db import writer
 from letters.domains import AddressError, parse_address
 from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.mail import compose, outbox
+from letters.mail.backend import Message
 from letters.models import (
     AuditEntry,
     Author,
@@ -109,6 +111,11 @@ async def set_can_create(session: AsyncSession, author_id: int, allowed: bool) -
 # --- sign-in links -----------------------------------------------------------------------
 
 
+# The job a sign-in request queues (letters.mail.outbox.Job): its sender emails a link only
+# to an author who may sign in (`prepare_link`).
+SIGN_IN_JOB = "author-sign-in"
+
+
 async def request_link(
     session: AsyncSession,
     raw_email: Any,
@@ -118,14 +125,14 @@ async def request_link(
     settings: Settings,
     next_path: str | None = None,
     now: datetime | None = None,
-) -> int | None:
-    """Email a sign-in link if the address belongs to an author. Commits.
+) -> int:
+    """Queue a sign-in link for an address, emailed only if it is an author's. Commits.
 
     `next_path` (already checked to be an author page) is where the link leads afterwards.
-
-    Returns the queued email's id, or None when there is no such author: the page says the
-    same either way, so it cannot be used to find out who writes letters here. Raises
-    FieldError or RateLimited (then nothing is written).
+    The request does the same work whether or not the address belongs to an author (the
+    rate limits and one sealed job); the sender decides (`prepare_link`), after the answer
+    has gone, so neither the page nor its timing tells who writes letters here. Returns
+    the job's outbox id. Raises FieldError or RateLimited (then nothing is written).
     """
     now = now or utcnow()
     email = normalize_email(raw_email)
@@ -138,9 +145,25 @@ async def request_link(
         settings.limit_window,
         now,
     )
-    author = await find_author(session, email)
+    args = {"email": email, "next": next_path, "language": i18n.current()}
+    job_id = await outbox.enqueue(session, settings.keys, outbox.Job(SIGN_IN_JOB, args), now)
+    await session.commit()
+    return job_id
+
+
+async def prepare_link(
+    session: AsyncSession,
+    args: dict[str, Any],
+    signer: Signer,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Message | None:
+    """In the sender: the email with a new sign-in link if the address is an author's who
+    may sign in, else None (nothing is written then). Commits the link's row."""
+    now = now or utcnow()
+    author = await find_author(session, args["email"])
     if author is None or author.disabled_at is not None:
-        await session.commit()
+        await session.rollback()
         return None
     await session.exec(
         delete(AuthorLink).where(col(AuthorLink.expires_at) < now - timedelta(days=1))
@@ -148,18 +171,17 @@ async def request_link(
     _, token = await links.issue(
         session, signer, links.AUTHOR, now, LINK_MAX_AGE, author_id=author.id
     )
+    await session.commit()
     url = f"{settings.base_url}/authors/sign-in/{token}"
-    if next_path:
-        url += "?next=" + quote(next_path)
+    if args["next"]:
+        url += "?next=" + quote(args["next"])
     context = {
         "link": url,
         "minutes": LINK_MAX_AGE // 60,
         "site": settings.base_url,
     }
-    message = compose.render("authors/sign_in", email, context)
-    outbox_id = await outbox.enqueue(session, settings.keys, message, now)
-    await session.commit()
-    return outbox_id
+    with i18n.using(args["language"]):
+        return compose.render("authors/sign_in", args["email"], context)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,7 +54,7 @@ def backoff(attempts: int) -> timedelta:
 async def enqueue(
     session: AsyncSession,
     keys: Keyring,
-    message: Message,
+    message: Message | Job,
     now: datetime | None = None,
     delivery_id: int | None = None,
     lease: bool = False,
@@ -78,15 +79,33 @@ def new_id() -> int:
     return secrets.randbelow(2**63 - 1) + 1
 
 
-def seal(keys: Keyring, message: Message, row_id: int) -> str:
+@dataclass(frozen=True)
+class Job:
+    """Work a sender does before there is anything to send: `kind` names the preparer that
+    turns it into a message, or into nothing (letters.jobs.preparer), `args` what that
+    needs. Queued sealed, like a message. A request whose answer must not tell whether
+    anything will be sent (did this address sign? is it an author's?) queues a job either
+    way, so it runs the same statements either way, and only the sender, after the answer
+    has gone, finds out whether there is an email to send."""
+
+    kind: str
+    args: dict[str, Any]
+
+
+# A job's preparer: the message to send, or None when there is nothing to send. It runs
+# in the sender, may write (a link's row) and commits what it writes.
+Prepare = Callable[[Job], Awaitable[Message | None]]
+
+
+def seal(keys: Keyring, message: Message | Job, row_id: int) -> str:
     """The message as its row keeps it, under the current key, bound to the row's id."""
-    plain = asdict(message)
+    plain = {"job": asdict(message)} if isinstance(message, Job) else asdict(message)
     return keys.seal(OUTBOX, json.dumps(plain, ensure_ascii=False).encode(), f"outbox:{row_id}")
 
 
 def row_values(
     keys: Keyring,
-    message: Message,
+    message: Message | Job,
     now: datetime,
     delivery_id: int | None = None,
     lease: bool = False,
@@ -132,11 +151,20 @@ class DrainResult:
     failed: int = 0
     # Deleted unsent: no active key opens them (sealed under a key since retired).
     dropped: int = 0
+    # Jobs whose preparer found nothing to send (the address had not signed, say).
+    skipped: int = 0
 
     def __add__(self, other: DrainResult) -> DrainResult:
         return DrainResult(
-            self.sent + other.sent, self.failed + other.failed, self.dropped + other.dropped
+            self.sent + other.sent,
+            self.failed + other.failed,
+            self.dropped + other.dropped,
+            self.skipped + other.skipped,
         )
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.dropped + self.skipped
 
 
 async def claim(
@@ -171,7 +199,11 @@ async def claim(
 
 
 async def send_now(
-    maker: async_sessionmaker[AsyncSession], backend: MailBackend, keys: Keyring, message_id: int
+    maker: async_sessionmaker[AsyncSession],
+    backend: MailBackend,
+    keys: Keyring,
+    message_id: int,
+    prepare: Prepare | None = None,
 ) -> DrainResult:
     """Send one queued message right away, unless another sender already has it."""
     now = utcnow()
@@ -192,21 +224,26 @@ async def send_now(
         row = await session.get(OutboxMessage, message_id)
         await session.commit()
     assert row is not None
-    return await _open_and_send(maker, backend, keys, row)
+    return await _open_and_send(maker, backend, keys, row, prepare)
 
 
 async def drain(
-    maker: async_sessionmaker[AsyncSession], backend: MailBackend, keys: Keyring, limit: int = 1000
+    maker: async_sessionmaker[AsyncSession],
+    backend: MailBackend,
+    keys: Keyring,
+    limit: int = 1000,
+    prepare: Prepare | None = None,
 ) -> DrainResult:
-    """Send what is due, up to `limit` messages. `maker` must open writing sessions."""
+    """Send what is due, up to `limit` messages (jobs prepared by `prepare`). `maker` must
+    open writing sessions."""
     result = DrainResult()
-    while (done := result.sent + result.failed + result.dropped) < limit:
+    while (done := result.done) < limit:
         now = utcnow()
         batch = await claim(maker, now, min(BATCH, limit - done))
         if not batch:
             break
         for row in batch:
-            result += await _open_and_send(maker, backend, keys, row)
+            result += await _open_and_send(maker, backend, keys, row, prepare)
     if result.sent or result.failed:
         from letters.mail import health  # health queues its alert through this module
 
@@ -221,9 +258,10 @@ async def _open_and_send(
     backend: MailBackend,
     keys: Keyring,
     row: OutboxMessage,
+    prepare: Prepare | None = None,
 ) -> DrainResult:
     try:
-        message = message_of(row, keys)
+        opened = message_of(row, keys)
     except Unsealable:
         async with maker() as session:
             await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
@@ -231,7 +269,18 @@ async def _open_and_send(
             await session.commit()
         logger.warning("dropped outbox message %s: no active key opens it", row.id)
         return DrainResult(dropped=1)
-    return await _send_one(maker, backend, row, message)
+    if isinstance(opened, Job):
+        if prepare is None:
+            raise RuntimeError(f"no preparer for the job in outbox row {row.id}")
+        # Prepared again if the send fails and is retried: the email then carries a new link.
+        message = await prepare(opened)
+        if message is None:
+            async with maker() as session:
+                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
+                await session.commit()
+            return DrainResult(skipped=1)
+        return await _send_one(maker, backend, row, message)
+    return await _send_one(maker, backend, row, opened)
 
 
 async def _send_one(
@@ -280,9 +329,11 @@ async def _send_one(
     return DrainResult(sent=1)
 
 
-def message_of(row: OutboxMessage, keys: Keyring) -> Message:
-    """Open a queued message, in memory. Raises Unsealable."""
+def message_of(row: OutboxMessage, keys: Keyring) -> Message | Job:
+    """Open a queued message (or job), in memory. Raises Unsealable."""
     plain = json.loads(keys.open(OUTBOX, row.sealed, f"outbox:{row.id}"))
+    if "job" in plain:
+        return Job(**plain["job"])
     plain["attachments"] = tuple(Attachment(**item) for item in plain["attachments"])
     return Message(**plain)
 

@@ -1,7 +1,8 @@
 """Signer control: change or withdraw a signature through a link emailed to the signer.
 
-Anyone may ask for a manage link by typing an address on the letter page; the answer is
-the same whether or not that address signed, and a link is emailed only when it did. The
+Anyone may ask for a manage link by typing an address on the letter page; the answer, and
+the work done before it, are the same whether or not that address signed (a sealed job is
+queued either way), and the sender emails a link only when it did (`prepare_link`). The
 link carries `{"m": manage_link_id, "n": nonce}` signed with its own salt; the database
 keeps the nonce's hash. Opening it (GET) only reads. Using it (POST) claims it once
 (`UPDATE ... WHERE used_at IS NULL`) in the transaction that makes the change, so either
@@ -32,9 +33,11 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters import i18n
 from letters.domains import match_domain, refusal_message
 from letters.forms import Details, FieldError, parse_email
 from letters.mail import outbox
+from letters.mail.backend import Message
 from letters.mail.compose import Compose
 from letters.models import (
     AllowedDomain,
@@ -50,7 +53,7 @@ from letters.ratelimit import Limit, hit, ip_prefix
 from letters.record import counting, founding, ledger, links, names, rekey, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
-from letters.record.signing import LetterClosed, LinkToSend
+from letters.record.signing import LetterClosed
 from letters.sealing import Keyring
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer
@@ -89,6 +92,11 @@ class Result:
     revealed: bool = False  # the new threshold was already reached: the name is shown now
 
 
+# The job a manage-link request queues (letters.mail.outbox.Job): its sender emails a link
+# only if the address signed the letter (`prepare_link`).
+MANAGE_LINK_JOB = "manage-link"
+
+
 async def request_link(
     session: AsyncSession,
     *,
@@ -97,16 +105,17 @@ async def request_link(
     client_host: str | None,
     signer: Signer,
     settings: Settings,
-    compose: Compose,
     now: datetime | None = None,
     letter: Letter | None = None,
-) -> LinkToSend | None:
-    """Email a manage link if this address signed the letter. Commits.
+) -> int:
+    """Queue a manage link for an address, emailed only if it signed the letter. Commits.
 
-    `letter` is a draft's, read through its founding round's link (else the public letter
-    at `slug` is read). Returns the link to deliver, or None when the address has not
-    signed; callers must answer both the same way. Raises LetterNotFound, FieldError or
-    RateLimited.
+    The request does the same work whether or not the address signed: the checks, the rate
+    limits and one sealed job in the outbox. Whether a link is made and sent is decided by
+    the sender (`prepare_link`), after the answer has gone, so neither the answer nor its
+    timing tells who signed. `letter` is a draft's, read through its founding round's link
+    (else the public letter at `slug` is read). Returns the job's outbox id. Raises
+    LetterNotFound, FieldError or RateLimited.
     """
     now = now or utcnow()
     letter = letter or await get_public_letter(session, slug)
@@ -118,8 +127,7 @@ async def request_link(
         raise FieldError("email", refusal_message(address.domain, rules), "domain_not_allowed")
     email_hash = signer.email_hash(address.canonical)
     # Limits of their own, per letter: requests for sign links (anyone can make them for
-    # any address) never use up the owner's manage links, and the limit is hit whether or
-    # not the address signed.
+    # any address) never use up the owner's manage links.
     await hit(
         session,
         [
@@ -132,11 +140,29 @@ async def request_link(
     )
     # After a key change, what this address's older hash names moves to this one.
     await rekey.address(session, settings.keys, address.canonical, email_hash)
+    args = {"letter_id": letter.id, "email": address.email, "language": i18n.current()}
+    job_id = await outbox.enqueue(session, settings.keys, outbox.Job(MANAGE_LINK_JOB, args), now)
     await session.commit()
+    return job_id
+
+
+async def prepare_link(
+    session: AsyncSession,
+    args: dict[str, Any],
+    signer: Signer,
+    settings: Settings,
+    compose: Compose,
+    now: datetime | None = None,
+) -> Message | None:
+    """In the sender: the email with a new manage link if the address signed the letter,
+    else None (nothing is written then). Commits the link's row."""
+    now = now or utcnow()
+    address = parse_email(args["email"])
+    email_hash = signer.email_hash(address.canonical)
     signed = (
         await session.exec(
             select(Signature.id).where(
-                Signature.letter_id == letter.id, Signature.email_hash == email_hash
+                Signature.letter_id == args["letter_id"], Signature.email_hash == email_hash
             )
         )
     ).first()
@@ -149,12 +175,12 @@ async def request_link(
         links.MANAGE,
         now,
         settings.link_max_age,
-        letter_id=letter.id,
+        letter_id=args["letter_id"],
         email_hash=email_hash,
     )
-    outbox_id = await outbox.enqueue(session, settings.keys, compose(address.email, token), now)
     await session.commit()
-    return LinkToSend(email=address.email, token=token, letter=letter, outbox_id=outbox_id)
+    with i18n.using(args["language"]):
+        return compose(address.email, token)
 
 
 async def _signature_for(

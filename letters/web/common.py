@@ -224,7 +224,9 @@ def send_soon(request: Request, *outbox_ids: int | outbox.Leased | None) -> Back
             if isinstance(message, outbox.Leased):
                 await outbox.send_leased(state.writer, state.mail, message)
             else:
-                await outbox.send_now(state.writer, state.mail, settings.keys, message)
+                await outbox.send_now(
+                    state.writer, state.mail, settings.keys, message, state.prepare
+                )
 
     return BackgroundTask(send)
 

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from letters import i18n
 from letters.forms import FieldError
-from letters.mail.compose import hours, manage_email, signing_email
+from letters.mail.compose import hours, signing_email
 from letters.ratelimit import RateLimited
 from letters.record import founding, signer_control
 from letters.record.public import LetterNotFound
@@ -131,14 +131,13 @@ async def founding_manage(request: Request) -> Response:
     settings = settings_of(request)
     try:
         async with db_session(request, write=True) as session:
-            link = await signer_control.request_link(
+            job = await signer_control.request_link(
                 session,
                 slug=found.letter.slug,
                 email=email,
                 client_host=client_host(request),
                 signer=request.app.state.signer,
                 settings=settings,
-                compose=manage_email(settings),
                 letter=found.letter,
             )
     except FieldError as error:
@@ -154,7 +153,7 @@ async def founding_manage(request: Request) -> Response:
         "here": request.app.url_path_for("founding", token=token),
     }
     response = render(request, "founding/manage_sent.html", context, 200, HEADERS)
-    response.background = send_soon(request, link.outbox_id if link is not None else None)
+    response.background = send_soon(request, job)
     return response
 
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from letters.forms import REVEAL_THRESHOLDS, Details, FieldError
 from letters.i18n import N_, gettext, ngettext
-from letters.mail.compose import hours, manage_email
+from letters.mail.compose import hours
 from letters.ratelimit import RateLimited
 from letters.record import names, signer_control
 from letters.record.counting import SignatureGone
@@ -114,14 +114,13 @@ async def request_link(request: Request) -> Response:
         return await _request_page(request, slug, form, {"manage_email": gettext(SEND_AGAIN)}, 403)
     try:
         async with db_session(request, write=True) as session:
-            link = await signer_control.request_link(
+            job = await signer_control.request_link(
                 session,
                 slug=slug,
                 email=email,
                 client_host=client_host(request),
                 signer=request.app.state.signer,
                 settings=settings_of(request),
-                compose=manage_email(settings_of(request)),
             )
     except FieldError as error:
         errors = {"manage_email": error.message}
@@ -131,7 +130,7 @@ async def request_link(request: Request) -> Response:
     return RedirectResponse(
         request.app.url_path_for("manage_sent", slug=slug),
         status_code=303,
-        background=send_soon(request, link.outbox_id if link is not None else None),
+        background=send_soon(request, job),
     )
 
 
