@@ -24,7 +24,7 @@ from letters.web import (
     errors,
     fastpath,
     feeds,
-    founding,
+    founders,
     health,
     history,
     language,
@@ -43,8 +43,7 @@ from letters.web.oidc import oidc_client, oidc_state_middleware
 from letters.web.openapi import openapi
 from letters.web.routing import RouteIndex
 from letters.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
-from letters.web.workspace import campaign, drafting, home, sign_in, signatures
-from letters.web.workspace import founding as founding_round
+from letters.web.workspace import delivering, drafting, home, launching, sign_in, signatures
 
 
 def make_routes() -> list[BaseRoute]:
@@ -53,7 +52,7 @@ def make_routes() -> list[BaseRoute]:
         *press.routes,
         *proof.routes,
         *verify.routes,
-        *founding.routes,
+        *founders.routes,
         *signer.routes,
         *history.routes,
         *feeds.routes,
@@ -61,9 +60,9 @@ def make_routes() -> list[BaseRoute]:
         *home.routes,
         *sign_in.routes,
         *drafting.routes,
-        *founding_round.routes,
+        *launching.routes,
         *signatures.routes,
-        *campaign.routes,
+        *delivering.routes,
         Route("/api/openapi.json", openapi, name="openapi"),
         *api.routes,
         *health.routes,

@@ -288,7 +288,7 @@ class SMTPBackend:
 
 @dataclass(frozen=True)
 class Alerting:
-    """When the outbox tells the admins that mail is failing (letters.mail.health):
+    """When the outbox tells the admins that mail is failing (letters.mail.tallies):
     `failures` failed attempts within one clock hour. `base_url` makes the alert's link;
     `keys` seal the alert in the outbox like any email."""
 

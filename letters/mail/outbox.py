@@ -9,7 +9,7 @@ take the same message. A message a request queues for its own process to send ri
 after answering is written already leased (`enqueue(lease=True)`, then `send_leased`):
 no claim transaction. A sender that dies mid-send leaves its lease to expire, and the
 message is tried again. Every attempt is counted, with the server's codes only, in the
-transaction that deletes or reschedules its message (letters.mail.health).
+transaction that deletes or reschedules its message (letters.mail.tallies).
 
 Nothing readable is written: each message (recipient, subject, bodies and the rest) is
 sealed (letters.sealing) under the current key and bound to its row's id, which is chosen
@@ -245,10 +245,10 @@ async def drain(
         for row in batch:
             result += await _open_and_send(maker, backend, keys, row, prepare)
     if result.sent or result.failed:
-        from letters.mail import health  # health queues its alert through this module
+        from letters.mail import tallies  # tallies queue their alert through this module
 
         async with maker() as session:
-            await health.prune(session, utcnow())
+            await tallies.prune(session, utcnow())
             await session.commit()
     return result
 
@@ -289,14 +289,14 @@ async def _send_one(
     row: OutboxMessage,
     message: Message,
 ) -> DrainResult:
-    from letters.mail import health  # health queues its alert through this module
+    from letters.mail import tallies  # tallies queue their alert through this module
 
     try:
         await backend.send(message)
     except MailError as error:
         attempts = row.attempts + 1
         now = utcnow()
-        outcome = health.DROPPED if attempts >= MAX_ATTEMPTS else health.FAILED
+        outcome = tallies.DROPPED if attempts >= MAX_ATTEMPTS else tallies.FAILED
         async with maker() as session:
             if attempts >= MAX_ATTEMPTS:
                 # Give up: the link inside has expired long ago, and the address must go.
@@ -316,15 +316,15 @@ async def _send_one(
                 )
                 logger.warning("outbox message %s not sent (try %s): %s", row.id, attempts, error)
             codes = (error.reply_code, error.status)
-            await health.record(session, message.channel, outcome, now, *codes)
+            await tallies.record(session, message.channel, outcome, now, *codes)
             if isinstance(backend, Channels) and backend.alerting is not None:
-                await health.alert_if_failing(session, backend.alerting, now)
+                await tallies.alert_if_failing(session, backend.alerting, now)
             await session.commit()
         return DrainResult(failed=1)
     async with maker() as session:
         await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
         await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
-        await health.record(session, message.channel, health.SENT, utcnow())
+        await tallies.record(session, message.channel, tallies.SENT, utcnow())
         await session.commit()
     return DrainResult(sent=1)
 

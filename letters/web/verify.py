@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from letters.authors.founding import in_zone
+from letters.authors.rounds import in_zone
 from letters.i18n import N_
 from letters.models import LetterStatus
 from letters.record.founding import Founded

@@ -12,7 +12,7 @@ from letters.authors import accounts, coauthors
 from letters.authors.access import my_letters, require_admin
 from letters.forms import FieldError
 from letters.i18n import N_, gettext
-from letters.mail import health
+from letters.mail import tallies
 from letters.models import Author, utcnow
 from letters.web.common import NO_STORE, db_session
 from letters.web.workspace.session import read_author_form, render, signed_in
@@ -71,7 +71,7 @@ async def admin(request: Request, author: Author) -> Response:
                 status = 422
     async with db_session(request) as session:
         authors = await accounts.list_authors(session)
-        mail = await health.summary(session, utcnow())
+        mail = await tallies.summary(session, utcnow())
     context = {"authors": authors, "errors": errors, "notice": notice, "mail": mail}
     return render(request, "authors/admin.html", context, status)
 

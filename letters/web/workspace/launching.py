@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from letters.authors import drafts
-from letters.authors import founding as rounds
+from letters.authors import drafts, rounds
 from letters.authors.access import letter_for
 from letters.authors.letter_form import FormErrors
 from letters.models import Author, LetterStatus, utcnow
