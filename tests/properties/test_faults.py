@@ -566,7 +566,7 @@ class Load:
                     where = "/api/letters/test-letter"
                     outcome = exchange(self.url, "GET", where)
                 else:
-                    where = "/letters/test-letter"
+                    where = "/en/letters/test-letter"
                     outcome = exchange(self.url, "GET", where)
                 with self.lock:
                     self.outcomes.append((time.monotonic(), where, outcome))
@@ -640,11 +640,11 @@ def test_postgresql_restart_under_load_answers_503_then_recovers(
                 stop = CLUSTER.ctl("stop", "-m", "fast")
                 assert stop.returncode == 0, stop.stderr
                 # While it is down: reads and writes get a clear 503, over HTML and JSON.
-                for where in ("/api/letters/test-letter", "/letters/test-letter"):
+                for where in ("/api/letters/test-letter", "/en/letters/test-letter"):
                     wait_until(lambda w=where: load.seen(w, 503, stopped_at), 10, f"503 on {where}")
                 down = sign_http(server.url, "while.down@microsoft.com")
                 assert_unavailable(down, "/api/letters/test-letter/signatures")
-                for where in ("/api/letters/test-letter", "/letters/test-letter", "/healthz"):
+                for where in ("/api/letters/test-letter", "/en/letters/test-letter", "/healthz"):
                     answer = exchange(server.url, "GET", where)
                     if where == "/healthz":
                         assert answer.status == 200, answer  # liveness needs no database
@@ -658,7 +658,7 @@ def test_postgresql_restart_under_load_answers_503_then_recovers(
                 wait_until(
                     lambda: (
                         load.seen("/api/letters/test-letter", 200, started_at)
-                        and load.seen("/letters/test-letter", 200, started_at)
+                        and load.seen("/en/letters/test-letter", 200, started_at)
                         and load.seen("/api/letters/test-letter/signatures", 202, started_at)
                     ),
                     RECOVERY_TIMEOUT,
@@ -714,7 +714,7 @@ def test_sqlite_disk_full_under_load_answers_503_then_recovers(database_url, let
                     "/api/letters/test-letter/signatures",
                 )
                 assert exchange(server.url, "GET", "/api/letters/test-letter").status == 200
-                assert exchange(server.url, "GET", "/letters/test-letter").status == 200
+                assert exchange(server.url, "GET", "/en/letters/test-letter").status == 200
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
                 freed_at = time.monotonic()
                 wait_until(
