@@ -80,8 +80,19 @@ def test_the_whole_flow_without_javascript(client, letter, mailbox, db):
     assert "<strong>1</strong> verified signature." in done.text
     assert assert_consistent(db)["named"] == 1
 
-    # Pressing the button again, or reopening the link, says it was used, and no more:
-    # whoever opens an old link in that mailbox does not learn which letter it was for.
+    assert "<code class=\"receipt-code\"" in done.text
+    assert 'value="http://testserver/letters/test-letter"' in done.text  # to pass it on
+
+    # Reloading the confirmed page (a second POST) in this browser says it is counted.
+    reloaded = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(page.text)})
+    assert reloaded.status_code == 200
+    assert "Your signature is counted" in reloaded.text
+    assert "receipt-code" not in reloaded.text  # shown once, never stored
+    assert client.get(f"/verify/{token}").status_code == 200
+
+    # Anywhere else, pressing the button again or reopening the link says it was used,
+    # and no more: whoever opens an old link in that mailbox does not learn which letter.
+    client.cookies.delete("confirmed")
     again = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(page.text)})
     reopened = client.get(f"/verify/{token}")
     for response in (again, reopened):
@@ -142,7 +153,7 @@ def test_posts_without_a_valid_csrf_token_are_refused(client, letter, mailbox):
         assert "expired" in response.text
     # A token from one browser does not work with another browser's cookie.
     stolen = csrf_from(client.get("/letters/test-letter").text)
-    client.cookies.clear()
+    client.cookies.delete("confirmed")
     client.cookies.set("csrftoken", "another-browser-cookie-value-0123")
     response = client.post(
         "/letters/test-letter/sign", data={"email": "a@microsoft.com", "csrftoken": stolen}
