@@ -21,7 +21,7 @@
   }
 
   document.querySelectorAll("[data-copy]").forEach(function (button) {
-    var source = document.getElementById(button.getAttribute("data-copy"));
+    var source = document.querySelector(button.getAttribute("data-copy"));
     if (!source || !(navigator.clipboard || document.queryCommandSupported("copy"))) { return; }
     var status = document.createElement("span");
     status.className = "copied";
