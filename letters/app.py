@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from letters import i18n, jobs
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
 from letters.mail.backend import MailBackend, make_backend
 from letters.record.public import LetterNotFound
 from letters.record.snapshots import signing_key
-from letters.settings import PROJECT_ROOT, Settings
+from letters.settings import Settings
 from letters.tokens import Signer
 from letters.web import (
     api,
+    assets,
     errors,
     fastpath,
     feeds,
@@ -62,7 +62,8 @@ def make_routes() -> list[BaseRoute]:
         *api.routes,
         *health.routes,
         *language.routes,
-        Mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static"),
+        *assets.routes,
+        Mount("/static", assets.Static(directory=assets.STATIC), name="static"),
     ]
 
 
@@ -92,7 +93,9 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
     signing = Signer(settings.secret_key)
     secure_cookies = settings.base_url.startswith("https")
     middleware = [
-        # Outermost: the reader's language, which the fast path's answers depend on.
+        # Outermost: compression, of whatever answer leaves (also the fast path's).
+        Middleware(assets.CompressReads),
+        # Then: the reader's language, which the fast path's answers depend on.
         Middleware(language.LocaleMiddleware, neutral=RouteIndex(routes, language.NEUTRAL)),
         # Then: replays cached answers to readers before any other work.
         Middleware(
@@ -115,7 +118,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         lifespan=lifespan,
     )
     templates = make_templates()
-    templates.env.globals["path_for"] = app.url_path_for
+    templates.env.globals["path_for"] = assets.path_for(app.url_path_for)
     templates.env.globals["event_title"] = feeds.event_title
     app.state.settings = settings
     app.state.cache = cache

@@ -34,12 +34,25 @@ BADGE_CACHING = "public, max-age=1"
 CHAR_WIDTH = 7  # average width of an 11px sans-serif character, for sizing the badge
 
 
+BADGE_LABEL = "verified signatures"
+BADGE_HEIGHT = 20
+
+
+def _badge_parts(count: int) -> tuple[str, int, int]:
+    value = f"{count:,}"
+    return value, len(BADGE_LABEL) * CHAR_WIDTH + 12, len(value) * CHAR_WIDTH + 14
+
+
+def badge_width(count: int) -> int:
+    """The badge's width for `count`, for the page that shows it (an image with a size)."""
+    _, left, right = _badge_parts(count)
+    return left + right
+
+
 def badge_svg(count: int) -> str:
     """The same image in every language, like the JSON: it is embedded on other sites."""
-    label = "verified signatures"
-    value = f"{count:,}"
-    left = len(label) * CHAR_WIDTH + 12
-    right = len(value) * CHAR_WIDTH + 14
+    label = BADGE_LABEL
+    value, left, right = _badge_parts(count)
     width = left + right
     text = f"{value} {label}"
     return (
@@ -93,6 +106,7 @@ async def tally_page(request: Request) -> Response:
             "tally": snapshot.tally,
             "domains": snapshot.domains,
             "as_of": utcnow(),
+            "badge_width": badge_width(snapshot.tally.verified),
             "chart": chart_svg(
                 per_day,
                 i18n.gettext(

@@ -154,7 +154,7 @@ def test_readers_of_each_language_get_their_own_page_from_the_fast_path(cached_a
             assert '<html lang="es">' in page.text and "Firmar esta carta" in page.text
             assert "Sign this letter" not in page.text
             assert page.headers["content-language"] == "es"
-            assert page.headers["vary"] == "Accept-Language, Cookie"
+            assert page.headers["vary"].startswith("Accept-Language, Cookie")
             assert csrf_from(page.text)  # still each reader's own form
         english.cookies.set("lang", "es")  # the switcher's choice counts too
         assert "Firmar esta carta" in english.get(path).text

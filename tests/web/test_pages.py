@@ -24,7 +24,7 @@ def test_letter_page_shows_the_letter_counts_and_form(client, letter):
     assert 'action="/letters/test-letter/sign"' in page.text
     # Works without JavaScript: the only script is an external, deferred enhancement.
     assert page.text.count("<script") == 1
-    assert '<script src="/static/js/live.js" defer></script>' in page.text
+    assert re.search(r'<script src="/static/js/live.js\?v=\w+" defer></script>', page.text)
     assert "No verified signatures yet." in page.text
 
 
@@ -257,7 +257,7 @@ def test_link_previews_carry_the_title_and_the_current_count(client, letter, mai
         '<meta property="og:description" content="1 verified signature. We ask for better things.">'
     ) in page
     assert '<meta property="og:url" content="http://testserver/letters/test-letter">' in page
-    assert '<meta name="twitter:card" content="summary">' in page
+    assert '<meta name="twitter:card" content="summary_large_image">' in page
 
 
 def test_the_letter_page_shows_signatures_per_version_the_goal_and_the_closing_date(
