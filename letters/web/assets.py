@@ -107,7 +107,5 @@ def _icon(name: str, media_type: str) -> Callable[[Request], Any]:
 
 routes = [
     Route("/favicon.ico", _icon("favicon.ico", "image/x-icon"), name="favicon"),
-    Route(
-        "/apple-touch-icon.png", _icon("apple-touch-icon.png", "image/png"), name="touch_icon"
-    ),
+    Route("/apple-touch-icon.png", _icon("apple-touch-icon.png", "image/png"), name="touch_icon"),
 ]

@@ -112,6 +112,8 @@ async def tally_page(request: Request) -> Response:
                 i18n.gettext(
                     "Verified signatures over time: %(title)s", title=snapshot.letter.title
                 ),
+                # Flat up to today, or to the day the letter closed.
+                until=(snapshot.letter.closed_at or utcnow()).date(),
             ),
             "days": list(zip(per_day, cumulative(per_day), strict=True)),
             "deliveries": snapshot.deliveries,
