@@ -5,6 +5,7 @@ slug: drop-the-contract
 title: Drop the contract
 status: published          # draft, published or closed
 ask_title: true            # ask signers for a job title or team (default true)
+language: en               # the language the letter is written in (default en)
 domains:
   microsoft.com: Microsoft
   linkedin.com: {organization: LinkedIn, subdomains: true}
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, delete, select
 
 from letters.domains import normalize_domain
+from letters.forms import FieldError, clean_language
 from letters.models import (
     SLUG_PATTERN,
     AllowedDomain,
@@ -57,6 +59,7 @@ class LetterFile:
     ask_title: bool
     body: str
     domains: list[DomainSpec]
+    language: str = "en"
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -114,7 +117,15 @@ def parse_letter(text: str) -> LetterFile:
         ask_title=_flag(meta.get("ask_title", True), "ask_title"),
         body=body,
         domains=domains,
+        language=_language(meta.get("language", "en")),
     )
+
+
+def _language(value: Any) -> str:
+    try:
+        return clean_language(str(value))
+    except FieldError:
+        raise LetterFileError("language must be a code such as en, es or pt-BR") from None
 
 
 def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool]:
@@ -136,6 +147,7 @@ def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool
         letter.title = letter_file.title
         letter.body = letter_file.body
         letter.ask_title = letter_file.ask_title
+        letter.language = letter_file.language
         if letter.status != letter_file.status:
             if letter_file.status == LetterStatus.published and letter.published_at is None:
                 letter.published_at = now
