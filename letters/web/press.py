@@ -15,7 +15,7 @@ from letters.chart import chart_svg, cumulative
 from letters.models import utcnow
 from letters.record.public import LetterNotFound, daily_counts, named_signatures
 from letters.web import cache
-from letters.web.api import iso, not_found
+from letters.web.api import iso_day, not_found
 from letters.web.common import (
     HTML,
     cached,
@@ -169,7 +169,7 @@ async def signatures_csv(request: Request) -> Response:
             async with db_session(request) as session:
                 page, after = await named_signatures(session, letter, after, CSV_BATCH)
             yield _csv(
-                [[row.name, row.title, row.organization, iso(row.verified_at)] for row in page]
+                [[row.name, row.title, row.organization, iso_day(row.verified_at)] for row in page]
             )
             if after is None:
                 return

@@ -397,9 +397,10 @@ def test_the_letter_is_marked_with_the_language_its_authors_wrote_it_in(client, 
     assert refused.status_code == 422
     assert "a code such as en, es, fr or pt-BR" in refused.text
     assert edit(client, "drop-the-contract", language="pt-br").status_code == 303
-    assert 'name="language" type="text" value="pt-BR"' in client.get(
-        "/authors/letters/drop-the-contract/edit"
-    ).text
+    assert (
+        'name="language" type="text" value="pt-BR"'
+        in client.get("/authors/letters/drop-the-contract/edit").text
+    )
     assert publish(client, "drop-the-contract").status_code == 303
     # The page is in the reader's language; the letter's title and text in the authors'.
     page = client.get("/letters/drop-the-contract", headers={"Accept-Language": "es"}).text

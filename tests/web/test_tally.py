@@ -43,6 +43,7 @@ def test_csv_downloads_hold_only_public_data(client, letter, mailbox):
     rows = list(csv.reader(io.StringIO(response.text)))
     assert rows[0] == ["name", "title", "organization", "signed_at"]
     assert [row[:3] for row in rows[1:]] == [["'=HYPERLINK(1)", "Dev", "Microsoft"]]
+    assert rows[1][3] == datetime.now(UTC).date().isoformat()  # signed_at: the day only
     assert "Hidden Bee" not in response.text and "b@github" not in response.text
 
     daily = list(csv.reader(io.StringIO(client.get("/api/letters/test-letter/daily.csv").text)))
@@ -122,7 +123,7 @@ def test_live_script_is_served_and_pages_point_at_the_event_stream(client, lette
 
 
 def test_the_chart_ticks_are_round_numbers_drawn_where_they_belong():
-    from letters.chart import HEIGHT, TOP, BOTTOM, y_ticks
+    from letters.chart import BOTTOM, HEIGHT, TOP, y_ticks
 
     assert y_ticks(3) == [0, 1, 2, 3]  # not 0 / 2 / 5 with "2" drawn at 2.5
     assert y_ticks(5) == [0, 2, 4, 6]
@@ -160,3 +161,11 @@ def test_the_chart_spaces_days_by_time_and_keeps_quiet_days_flat():
     # Today, days after the last signature: the line goes on, flat, to today.
     later = chart_svg([("2026-01-01", 1)], "T", until=date(2026, 1, 5))
     assert ">2026-01-05</text>" in later
+
+
+def test_time_elements_carry_valid_moments(client, letter):
+    page = client.get("/letters/test-letter/tally").text
+    moments = re.findall(r'<time[^>]* datetime="([^"]+)"', page)
+    assert moments
+    for moment in moments:  # to the second: the HTML standard allows no microseconds
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", moment), moment
