@@ -18,7 +18,7 @@ def sign_form(client, slug="test-letter", **fields):
 def test_letter_page_shows_the_letter_counts_and_form(client, letter):
     page = client.get("/letters/test-letter")
     assert page.status_code == 200
-    assert "<h1>Test letter</h1>" in page.text
+    assert '<h1 lang="en">Test letter</h1>' in page.text
     assert "<strong>better</strong>" in page.text  # Markdown rendered
     assert re.search(r"0</strong>\s+verified signatures", page.text)
     assert 'action="/letters/test-letter/sign"' in page.text
