@@ -2,9 +2,10 @@
 
 Static addresses carry a fingerprint of the file (`/static/css/site.css?v=1a2b3c4d`), so
 they may be kept a year: a changed file gets a new address. Text answers to GET and HEAD
-are compressed; answers to a POST are not, since they can echo what was posted beside a
-CSRF token in the same compressed body (BREACH). Streams of events are never compressed
-(Starlette leaves `text/event-stream` alone), so each event leaves at once.
+are compressed; answers that could echo what a request chose beside a CSRF token in the
+same compressed body (BREACH) are not: a POST's, and a GET's with a query string (pages
+put their address in the language links), static files apart. Streams of events are
+never compressed (Starlette leaves `text/event-stream` alone), so each event leaves at once.
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ class CompressReads:
         self.gzip = GZipMiddleware(_own_headers(app), minimum_size=minimum_size, compresslevel=6)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and (not scope["query_string"] or scope["path"].startswith("/static/"))
+        ):
             await self.gzip(scope, receive, send)
         else:
             await self.app(scope, receive, send)

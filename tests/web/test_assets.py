@@ -63,6 +63,17 @@ def test_answers_to_a_post_are_never_compressed(client, letter):
     assert "content-encoding" not in refused.headers
 
 
+def test_answers_to_an_address_with_a_query_are_not_compressed(client, letter):
+    """The language links repeat the address: what it asks must not sit, compressed, next
+    to a CSRF token."""
+    receipt_form = client.get("/letters/test-letter/receipt?guess=csrftoken", headers=GZIP)
+    assert "content-encoding" not in receipt_form.headers
+    assert (
+        client.get("/letters/test-letter/receipt", headers=GZIP).headers.get("content-encoding")
+        == "gzip"
+    )
+
+
 def test_event_streams_are_left_uncompressed():
     async def stream(scope, receive, send):
         async def events():
@@ -87,7 +98,13 @@ def test_event_streams_are_left_uncompressed():
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "method": "GET", "headers": [(b"accept-encoding", b"gzip")]}
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "query_string": b"",
+            "headers": [(b"accept-encoding", b"gzip")],
+        }
         asyncio.run(CompressReads(app)(scope, receive, send))
         return dict(sent[0]["headers"])
 
