@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from letters import i18n, jobs
 from letters.db import make_async_engine, make_sessionmaker, reader, writer
@@ -16,11 +15,11 @@ from letters.mail.backend import MailBackend, make_backend
 from letters.record.floods import FloodWatch
 from letters.record.public import LetterNotFound
 from letters.record.snapshots import signing_key
-from letters.resources import STATIC
 from letters.settings import Settings
 from letters.tokens import Signer
 from letters.web import (
     api,
+    assets,
     errors,
     fastpath,
     feeds,
@@ -67,7 +66,8 @@ def make_routes() -> list[BaseRoute]:
         *api.routes,
         *health.routes,
         *language.routes,
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *assets.routes,
+        Mount("/static", assets.Static(directory=assets.STATIC), name="static"),
     ]
 
 
@@ -102,8 +102,10 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         in_path=RouteIndex(routes, language.IN_PATH),
     )
     middleware = [
-        # Outermost: replays cached answers to readers before any other work (it chooses
-        # the reader's language, which its answers depend on).
+        # Outermost: compression, of whatever answer leaves (also the fast path's).
+        Middleware(assets.CompressReads),
+        # Then: replays cached answers to readers before any other work (it chooses the
+        # reader's language, which its answers depend on).
         Middleware(
             fastpath.FastReadMiddleware,
             store=cache,
@@ -128,7 +130,7 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         lifespan=lifespan,
     )
     templates = make_templates()
-    templates.env.globals["path_for"] = app.url_path_for
+    templates.env.globals["path_for"] = assets.path_for(app.url_path_for)
     templates.env.globals["event_title"] = feeds.event_title
     app.state.settings = settings
     app.state.cache = cache

@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 import idna
 from email_validator import EmailNotValidError, validate_email
 
-from letters.i18n import gettext
+from letters.i18n import N_, gettext
 
 MAX_ADDRESS_LENGTH = 254
 
@@ -46,6 +46,33 @@ class DomainRule(Protocol):
 Rule = TypeVar("Rule", bound=DomainRule)
 
 
+# email-validator explains what is wrong in English only: each of its explanations, by the
+# words it contains (checked in this order), becomes one of ours, translated.
+REASONS = (
+    (("must have an @-sign", "at-sign (@) character", "commercial at"), N_("it needs an @ sign.")),
+    (("something before the @-sign",), N_("something must come before the @ sign.")),
+    (("too long",), N_("it is too long.")),
+    (
+        ("two periods in a row", "period and a hyphen", "cannot end with", "cannot start with"),
+        N_("dots and hyphens cannot come twice in a row, or at the start or end of a part."),
+    ),
+    (("before the @-sign",), N_("the part before the @ sign has characters addresses cannot use.")),
+    (
+        ("after the @-sign", "top-level domain", "IDNA", "special-use"),
+        N_("the part after the @ sign is not a domain name such as company.com."),
+    ),
+)
+UNEXPLAINED = N_("it has characters or a form that addresses cannot have.")
+
+
+def reason_for(explanation: str) -> str:
+    """Our message (untranslated) for one of email-validator's explanations."""
+    for words, reason in REASONS:
+        if any(word in explanation for word in words):
+            return reason
+    return UNEXPLAINED
+
+
 def parse_address(raw: str) -> Address:
     """Validate an address typed by a signer and return its normalized forms."""
     text = raw.strip()
@@ -67,9 +94,9 @@ def parse_address(raw: str) -> Address:
             allow_display_name=False,
         )
     except EmailNotValidError as error:
-        # email-validator explains what is wrong, in English only.
+        reason = gettext(reason_for(str(error)))
         raise AddressError(
-            gettext("That is not a valid email address: %(reason)s", reason=error)
+            gettext("That is not a valid email address: %(reason)s", reason=reason)
         ) from None
     domain = result.ascii_domain.lower()
     local = result.local_part.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -164,3 +165,19 @@ class SignatureInput:
             address=address,
             reveal_at=details.reveal_at,
         )
+
+
+LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", re.IGNORECASE)
+
+
+def clean_language(value: Any) -> str:
+    """The language of the text, as a BCP 47 tag ("en", "es", "pt-BR"); English if empty."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        return "en"
+    if len(text) > 35 or not LANGUAGE_TAG.fullmatch(text):
+        raise FieldError(
+            "language", gettext("Write the language as a code such as en, es, fr or pt-BR.")
+        )
+    primary, *rest = text.split("-")
+    return "-".join([primary.lower(), *(part.upper() if len(part) == 2 else part for part in rest)])

@@ -5,6 +5,7 @@ slug: drop-the-contract
 title: Drop the contract
 status: published          # draft, published or closed
 ask_title: true            # ask signers for a job title or team (default true)
+language: en               # the language the letter is written in (default en)
 domains:
   microsoft.com: Microsoft
   linkedin.com: {organization: LinkedIn, subdomains: true}
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from letters.domains import normalize_domain
+from letters.forms import FieldError, clean_language
 from letters.models import (
     SLUG_PATTERN,
     AllowedDomain,
@@ -57,6 +59,7 @@ class LetterFile:
     ask_title: bool
     body: str
     domains: list[DomainSpec]
+    language: str = "en"
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -114,6 +117,7 @@ def parse_letter(text: str) -> LetterFile:
         ask_title=_flag(meta.get("ask_title", True), "ask_title"),
         body=body,
         domains=domains,
+        language=_language(meta.get("language", "en")),
     )
 
 
@@ -129,6 +133,13 @@ class Imported:
     created: bool
     changes: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+
+
+def _language(value: Any) -> str:
+    try:
+        return clean_language(str(value))
+    except FieldError:
+        raise LetterFileError("language must be a code such as en, es or pt-BR") from None
 
 
 def import_letter(engine: Engine, letter_file: LetterFile) -> tuple[Letter, bool]:
@@ -159,6 +170,9 @@ def import_file(engine: Engine, letter_file: LetterFile) -> Imported:
         if letter.ask_title != letter_file.ask_title and not result.created:
             result.changes.append(f"ask_title: {str(letter_file.ask_title).lower()}")
         letter.ask_title = letter_file.ask_title
+        if letter.language != letter_file.language and not result.created:
+            result.changes.append(f"language: {letter_file.language}")
+        letter.language = letter_file.language
         _move_status(letter, letter_file.status, now, result)
         session.add(letter)
         session.flush()

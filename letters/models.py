@@ -120,6 +120,12 @@ class Letter(SQLModel, table=True):
     )
     goal: int | None = Field(default=None, sa_column=Column(Integer))
     closes_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    # The language its authors wrote the title and text in (a BCP 47 tag: "en", "pt-BR"),
+    # marked on the page so that browsers and screen readers read it right. This is the
+    # original's language: translations, when they come, will be rows of their own.
+    language: str = Field(
+        default="en", sa_column=Column(String(35), nullable=False, server_default="en")
+    )
 
 
 class AllowedDomain(SQLModel, table=True):

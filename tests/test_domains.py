@@ -99,3 +99,33 @@ def test_refusal_message_names_the_allowed_domains():
 
     assert "microsoft.com" in refusal_message("gmail.com", RULES)
     assert "non-Latin" in refusal_message("xn--mcrosoft-thh.com", RULES)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("no-at-sign", "it needs an @ sign."),
+        ("@microsoft.com", "something must come before the @ sign."),
+        ("a..b@microsoft.com", "dots and hyphens cannot come twice in a row"),
+        ("ä@microsoft.com", "the part before the @ sign has characters"),
+        ("a@microsoft", "the part after the @ sign is not a domain name"),
+    ],
+)
+def test_email_validators_explanations_become_messages_of_our_own(raw, reason):
+    with pytest.raises(AddressError) as error:
+        parse_address(raw)
+    assert error.value.message.startswith("That is not a valid email address: " + reason)
+    assert "@-sign" not in error.value.message  # none of email-validator's English
+
+
+def test_every_refusal_is_in_the_readers_language():
+    from letters import i18n
+
+    i18n.load()
+    with i18n.using("es"):
+        for raw in ("no-at-sign", "a..b@microsoft.com", "a@microsoft", "a\u200b@microsoft.com"):
+            with pytest.raises(AddressError) as error:
+                parse_address(raw)
+            message = error.value.message
+            assert message.startswith("Esa no es una dirección de correo válida"), message
+            assert "@-sign" not in message and " the " not in message, message

@@ -66,3 +66,23 @@ def test_signature_input_errors(data, field):
     with pytest.raises(FieldError) as error:
         SignatureInput.parse(data)
     assert error.value.field == field
+
+
+def test_a_letters_language_is_a_language_tag():
+    import pytest
+
+    from letters.forms import FieldError, clean_language
+    from letters.importer import LetterFileError, parse_letter
+
+    assert clean_language("") == "en"
+    assert clean_language(" ES ") == "es"
+    assert clean_language("pt-br") == "pt-BR"
+    assert clean_language("zh-Hant") == "zh-Hant"
+    for bad in ("français", "e", "en_US", 'en" onload="x', "x" * 40):
+        with pytest.raises(FieldError):
+            clean_language(bad)
+    text = "---\nslug: s\ntitle: T\nstatus: draft\nlanguage: de\ndomains:\n  a.com: A\n---\nText\n"
+    assert parse_letter(text).language == "de"
+    assert parse_letter(text.replace("language: de\n", "")).language == "en"
+    with pytest.raises(LetterFileError):
+        parse_letter(text.replace("language: de", "language: Deutsch!"))

@@ -102,6 +102,7 @@ async def create_draft(
         body=draft.body,
         status=LetterStatus.draft,
         ask_title=draft.ask_title,
+        language=draft.language,
         goal=draft.goal,
         closes_at=draft.closes_at,
         created_at=now,
@@ -158,6 +159,7 @@ async def save_draft(
     letter.title = draft.title
     letter.body = draft.body
     letter.ask_title = draft.ask_title
+    letter.language = draft.language
     letter.goal = draft.goal
     letter.closes_at = draft.closes_at
     letter.updated_at = now

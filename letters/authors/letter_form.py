@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from letters.domains import normalize_domain
-from letters.forms import FieldError, clean_text
+from letters.forms import FieldError, clean_language, clean_text
 from letters.i18n import N_, format_number, gettext
 from letters.importer import DomainSpec
 from letters.models import SLUG_PATTERN
@@ -50,6 +50,7 @@ class LetterDraft:
     goal: int | None
     closes_at: datetime | None
     domains: list[DomainSpec] = field(default_factory=list)
+    language: str = "en"
 
 
 @dataclass
@@ -235,6 +236,7 @@ def parse_draft(data: Mapping[str, Any], now: datetime) -> LetterDraft:
     title = _field(errors, clean_title, data.get("title")) or ""
     slug = _field(errors, clean_slug, data.get("slug"), title) or ""
     body = _field(errors, clean_body, data.get("body")) or ""
+    language = _field(errors, clean_language, data.get("language")) or "en"
     goal = _field(errors, clean_goal, data.get("goal"))
     closes_at = _field(errors, clean_closes_on, data.get("closes_on"), now)
     domains = clean_domains(data, errors)
@@ -248,6 +250,7 @@ def parse_draft(data: Mapping[str, Any], now: datetime) -> LetterDraft:
         goal=goal,
         closes_at=closes_at,
         domains=domains,
+        language=language,
     )
 
 

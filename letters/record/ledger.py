@@ -67,7 +67,9 @@ def new_receipt() -> str:
 
 
 def commitment(receipt: str) -> str:
-    return hashlib.sha256((RECEIPT_PREFIX + receipt.strip()).encode()).hexdigest()
+    """The commitment a receipt finds. Receipts are lower-case hex: one typed or copied
+    with spaces around it or in upper case finds the same entries."""
+    return hashlib.sha256((RECEIPT_PREFIX + receipt.strip().lower()).encode()).hexdigest()
 
 
 def name_digest(salt: str, name: str, title: str) -> str:

@@ -69,7 +69,8 @@ def issued_now() -> int:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
+    """UTC, to the second."""
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def payload(base_url: str, letter: Letter, counts: Tally) -> dict[str, Any]:

@@ -67,7 +67,14 @@ def not_found() -> JSONResponse:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
+    """A moment as the API writes it: UTC, to the second (`2026-11-30T14:05:09Z`)."""
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def iso_day(moment: datetime | None) -> str | None:
+    """A day (`2026-11-30`, UTC): when a signature was made, no more precisely than the
+    public ledger keeps it."""
+    return moment.date().isoformat() if moment else None
 
 
 def letter_url(request: Request, letter: Letter) -> str:
@@ -296,7 +303,7 @@ async def signatures(request: Request) -> Response:
                     "name": row.name,
                     "title": row.title or None,
                     "organization": row.organization,
-                    "signed_at": iso(row.verified_at),
+                    "signed_at": iso_day(row.verified_at),
                 }
                 for row in rows
             ],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -85,6 +85,11 @@ def status_of(error: Exception) -> int:
     raise error
 
 
+def datetime_attr(moment: datetime) -> str:
+    """A moment for `<time datetime>`: UTC to the second, as the HTML standard reads it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def make_templates() -> Jinja2Templates:
     """The pages' template environment: translated, with the helpers templates call."""
     from letters.web.language import return_path  # the switcher's helper; it imports this
@@ -96,6 +101,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["markdown"] = render_markdown
     templates.env.filters["excerpt"] = excerpt
     templates.env.filters["iso_day"] = date.fromisoformat
+    templates.env.filters["datetime_attr"] = datetime_attr
     return templates
 
 

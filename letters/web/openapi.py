@@ -234,7 +234,7 @@ SCHEMAS: dict[str, Any] = {
                         "name": {"type": "string"},
                         "title": {"type": ["string", "null"]},
                         "organization": {"type": "string"},
-                        "signed_at": {"type": "string", "format": "date-time"},
+                        "signed_at": {"type": "string", "format": "date"},
                     },
                 },
             },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -84,6 +85,7 @@ def _letter_context(request: Request, snapshot: LetterSnapshot, csrf: str) -> di
         "deliveries": snapshot.deliveries,
         "follow_ups": snapshot.follow_ups,
         "with_text": True,
+        "closes_on": last_day(snapshot.letter.closes_at),
         "form": {},
         "errors": {},
         "csrf": csrf,
@@ -116,6 +118,18 @@ async def _letter_page_again(
     context = _letter_context(request, await snapshot_or_404(request, slug), csrf_token(request))
     context.update(form=form, errors=errors)
     return render(request, "letters/letter.html", context, status=status)
+
+
+def last_day(closes_at: datetime | None) -> date | None:
+    """The last day that takes signatures: a letter closes at the next midnight (UTC)."""
+    return (closes_at - timedelta(days=1)).date() if closes_at else None
+
+
+async def sign_form(request: Request) -> Response:
+    """GET of the form's address (left in the bar after an error): back to the form."""
+    slug = request.path_params["slug"]
+    url = request.app.url_path_for("letter", slug=slug)
+    return RedirectResponse(f"{url}#sign", status_code=303)
 
 
 async def sign(request: Request) -> Response:
@@ -204,6 +218,7 @@ routes = [
     Route("/letters/{slug}", to_language("letter_in"), name="letter"),
     Route("/{language:language}/letters/{slug}", letter_page, name="letter_in"),
     Route("/letters/{slug}/sign", sign, methods=["POST"], name="sign"),
+    Route("/letters/{slug}/sign", sign_form, methods=["GET"], name="sign_form"),
     Route("/letters/{slug}/check-email", check_email, name="check_email"),
     Route("/letters/{slug}/signatures", signatures_page, name="signatures"),
 ]

@@ -14,7 +14,7 @@ from letters.models import utcnow
 from letters.record.public import LetterNotFound, daily_counts, named_signatures
 from letters.spreadsheet import to_csv
 from letters.web import cache
-from letters.web.api import iso, not_found
+from letters.web.api import iso_day, not_found
 from letters.web.common import (
     HTML,
     cached,
@@ -33,12 +33,25 @@ BADGE_CACHING = "public, max-age=1"
 CHAR_WIDTH = 7  # average width of an 11px sans-serif character, for sizing the badge
 
 
+BADGE_LABEL = "verified signatures"
+BADGE_HEIGHT = 20
+
+
+def _badge_parts(count: int) -> tuple[str, int, int]:
+    value = f"{count:,}"
+    return value, len(BADGE_LABEL) * CHAR_WIDTH + 12, len(value) * CHAR_WIDTH + 14
+
+
+def badge_width(count: int) -> int:
+    """The badge's width for `count`, for the page that shows it (an image with a size)."""
+    _, left, right = _badge_parts(count)
+    return left + right
+
+
 def badge_svg(count: int) -> str:
     """The same image in every language, like the JSON: it is embedded on other sites."""
-    label = "verified signatures"
-    value = f"{count:,}"
-    left = len(label) * CHAR_WIDTH + 12
-    right = len(value) * CHAR_WIDTH + 14
+    label = BADGE_LABEL
+    value, left, right = _badge_parts(count)
     width = left + right
     text = f"{value} {label}"
     return (
@@ -92,11 +105,14 @@ async def tally_page(request: Request) -> Response:
             "tally": snapshot.tally,
             "domains": snapshot.domains,
             "as_of": utcnow(),
+            "badge_width": badge_width(snapshot.tally.verified),
             "chart": chart_svg(
                 per_day,
                 i18n.gettext(
                     "Verified signatures over time: %(title)s", title=snapshot.letter.title
                 ),
+                # Flat up to today, or to the day the letter closed.
+                until=(snapshot.letter.closed_at or utcnow()).date(),
             ),
             "days": list(zip(per_day, cumulative(per_day), strict=True)),
             "deliveries": snapshot.deliveries,
@@ -139,7 +155,7 @@ async def signatures_csv(request: Request) -> Response:
             async with db_session(request) as session:
                 page, after = await named_signatures(session, letter, after, CSV_BATCH)
             yield to_csv(
-                [[row.name, row.title, row.organization, iso(row.verified_at)] for row in page]
+                [[row.name, row.title, row.organization, iso_day(row.verified_at)] for row in page]
             )
             if after is None:
                 return

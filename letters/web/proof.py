@@ -17,7 +17,7 @@ from letters.record import ledger, snapshots
 from letters.record.public import LetterNotFound, LetterSnapshot
 from letters.record.public import delivered_snapshot as delivered_snapshot_of
 from letters.web import cache
-from letters.web.api import error, iso, not_found
+from letters.web.api import error, not_found
 from letters.web.common import (
     cached,
     conditional,
@@ -56,7 +56,9 @@ async def ledger_download(request: Request) -> Response:
         return not_found()
     until = letter.ledger_length
     # The head names the chain; updated_at moves when a name in it is blanked.
-    etag = etag_for(letter.ledger_head, iso(letter.updated_at) or "", str(after))
+    # updated_at in full: two changes within one second must still change the ETag.
+    updated = letter.updated_at.isoformat() if letter.updated_at else ""
+    etag = etag_for(letter.ledger_head, updated, str(after))
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=5",

@@ -2,10 +2,18 @@
 
 Mail scanners such as Microsoft Safe Links fetch every link in an email before the person
 does, so the GET must never use up or confirm anything.
+
+Reloading the confirmed page posts again, to a link now used. The browser that confirmed
+holds a cookie for that link's address alone (signed, naming the letter, nothing about the
+signer), so its reload says "your signature is counted"; anyone else who opens or posts
+the used link (an employer reading the mailbox) still learns only that it was used.
 """
 
 from __future__ import annotations
 
+import hashlib
+
+from itsdangerous import BadSignature
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,6 +36,7 @@ from letters.web.common import (
     read_form,
     render,
     settings_of,
+    snapshot_or_404,
 )
 
 TEMPLATE = "signatures/link_problem.html"
@@ -41,6 +50,38 @@ EXPIRED_PAGE = N_(
 )
 # What a signer reads for each way a link can fail (others say their own message).
 MESSAGES = {LinkUsed: USED, LetterClosed: CLOSED, FormExpired: EXPIRED_PAGE}
+CONFIRMED_COOKIE = "confirmed"
+CONFIRMED_SALT = "letters.confirmed-here"
+CONFIRMED_SECONDS = 24 * 3600
+
+
+def _link_id(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def _confirmed_here(request: Request, token: str) -> str | None:
+    """The slug of the letter this browser confirmed with `token`, from its cookie."""
+    value = request.cookies.get(CONFIRMED_COOKIE)
+    if not value:
+        return None
+    serializer = request.app.state.signer.timed(CONFIRMED_SALT)
+    try:
+        link, slug = serializer.loads(value, max_age=CONFIRMED_SECONDS)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    return slug if link == _link_id(token) and isinstance(slug, str) else None
+
+
+async def _counted_page(request: Request, slug: str) -> Response:
+    """The confirmed page again, without the receipt (it was shown once and not kept)."""
+    letter = (await snapshot_or_404(request, slug)).letter
+    context = {
+        "letter": letter,
+        "again": True,
+        "share_url": settings_of(request).base_url + request.app.url_path_for("letter", slug=slug),
+        "here": request.app.url_path_for("letter", slug=slug),
+    }
+    return render(request, "signatures/confirmed.html", context, headers=NO_STORE)
 
 
 async def verify_page(request: Request) -> Response:
@@ -54,6 +95,8 @@ async def verify_page(request: Request) -> Response:
         except TokenError as error:
             return link_problem(request, TEMPLATE, error, MESSAGES)
     if view.used:
+        if slug := _confirmed_here(request, token):
+            return await _counted_page(request, slug)
         # Say no more than that: whoever opens an old link (an employer reading the
         # mailbox, say) learns nothing about which letter it was for.
         return link_problem(request, TEMPLATE, LinkUsed(), MESSAGES)
@@ -83,21 +126,37 @@ async def verify_confirm(request: Request) -> Response:
             request,
             lambda session: confirm(session, token, signer, settings, founding_round=True),
         )
+    except LinkUsed as error:
+        if slug := _confirmed_here(request, token):
+            return await _counted_page(request, slug)  # a reload of the confirmed page
+        return link_problem(request, TEMPLATE, error, MESSAGES)
     except (FormExpired, FormUnreadable, TokenError, LetterClosed) as error:
         return link_problem(request, TEMPLATE, error, MESSAGES)
     if isinstance(result, Founded):
         return _founded(request, result)
     forget_letter(request, result.letter.id)
     credit_confirmation(request, result)
+    slug = result.letter.slug
     context = {
         "letter": result.letter,
         "signature": result.signature,
         "outcome": result.outcome,
         "receipt": result.receipt,
+        "share_url": settings.base_url + request.app.url_path_for("letter", slug=slug),
         # The link is used up: the language links lead to the letter instead.
-        "here": request.app.url_path_for("letter", slug=result.letter.slug),
+        "here": request.app.url_path_for("letter", slug=slug),
     }
-    return render(request, "signatures/confirmed.html", context, headers=NO_STORE)
+    response = render(request, "signatures/confirmed.html", context, headers=NO_STORE)
+    response.set_cookie(
+        CONFIRMED_COOKIE,
+        signer.timed(CONFIRMED_SALT).dumps([_link_id(token), slug]),
+        max_age=CONFIRMED_SECONDS,
+        path=request.app.url_path_for("verify", token=token),
+        secure=settings.base_url.startswith("https"),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
 
 
 def _founded(request: Request, result: Founded) -> Response:

@@ -52,7 +52,7 @@
     var asOf = document.querySelector("[data-live-as-of]");
     if (asOf) {
       var now = new Date();
-      asOf.setAttribute("datetime", now.toISOString());
+      asOf.setAttribute("datetime", now.toISOString().slice(0, 19) + "Z");
       asOf.textContent = now.toISOString().replace("T", " ").slice(0, 19) + " UTC";
     }
   }

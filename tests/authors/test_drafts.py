@@ -386,3 +386,24 @@ def test_no_address_or_query_makes_a_server_error(client, author, mailbox):
         ]:
             response = client.get(path)
             assert response.status_code < 500, path
+
+
+def test_the_letter_is_marked_with_the_language_its_authors_wrote_it_in(client, author, db):
+    assert create_draft(client).status_code == 303
+    assert edit(client, "drop-the-contract", language="").status_code == 303  # English
+    db.rollback()
+    assert letter_row(db, "drop-the-contract").language == "en"
+    refused = edit(client, "drop-the-contract", language="français <b>")
+    assert refused.status_code == 422
+    assert "a code such as en, es, fr or pt-BR" in refused.text
+    assert edit(client, "drop-the-contract", language="pt-br").status_code == 303
+    assert (
+        'name="language" type="text" value="pt-BR"'
+        in client.get("/authors/letters/drop-the-contract/edit").text
+    )
+    assert publish(client, "drop-the-contract").status_code == 303
+    # The page is in the reader's language; the letter's title and text in the authors'.
+    page = client.get("/letters/drop-the-contract", headers={"Accept-Language": "es"}).text
+    assert '<html lang="es">' in page
+    assert '<h1 lang="pt-BR">Drop the contract</h1>' in page
+    assert '<div class="body" lang="pt-BR">' in page

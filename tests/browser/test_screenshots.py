@@ -37,6 +37,22 @@ def test_screenshots_of_the_letter_and_tally_pages(
             assert len(data) < MAX_BYTES, f"{file.name}: {len(data)} bytes"
 
 
+def test_screenshots_of_the_first_screen_of_a_letter(
+    open_page: OpenPage, server: Server, mailbox: Mailbox, engine: Any, screenshot_dir: Path
+):
+    """What a signer sees before scrolling: the title, the count and the way to sign."""
+    demo_with_signatures(engine, server, mailbox)
+    for device, viewport in [("desktop", DESKTOP), ("phone", PHONE)]:
+        page = open_page(viewport=viewport, device_scale_factor=1)
+        page.goto(DEMO)
+        expect(page.locator("[data-live-count] strong")).to_have_text("5")
+        file = screenshot_dir / f"first-screen-{device}.png"
+        page.screenshot(path=file, full_page=False, animations="disabled")
+        data = file.read_bytes()
+        assert data.startswith(PNG)
+        assert len(data) < MAX_BYTES, f"{file.name}: {len(data)} bytes"
+
+
 def test_screenshot_of_the_author_editor(
     open_page: OpenPage, server: Server, engine: Any, screenshot_dir: Path
 ):

@@ -51,5 +51,8 @@ def test_sign_confirm_and_see_the_count_change(
     expect(page.locator(".signers")).to_contain_text("Ada Lovelace, Analyst")
     expect(page.locator("table.orgs")).to_contain_text("Microsoft")
 
-    page.goto(link_in_email(server, mailbox, EMAIL))  # a link works once
-    expect(page.get_by_role("heading", level=1)).to_have_text("This link cannot be used")
+    page.goto(link_in_email(server, mailbox, EMAIL))  # a link works once: here, it is counted
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your signature is counted")
+    elsewhere = open_page(java_script_enabled=javascript)  # anyone else learns no more
+    elsewhere.goto(link_in_email(server, mailbox, EMAIL))
+    expect(elsewhere.get_by_role("heading", level=1)).to_have_text("This link cannot be used")

@@ -133,6 +133,11 @@ def test_the_confirmation_page_shows_a_receipt_that_the_receipt_page_finds(clien
     assert found.status_code == 200
     assert "Your signature is counted." in found.text
     assert "a verified employee of GitHub" in found.text
+    shouted = client.post(  # typed or copied in upper case: the same receipt
+        "/letters/test-letter/receipt",
+        data={"csrftoken": csrf_from(form.text), "receipt": receipt.upper()},
+    )
+    assert shouted.status_code == 200 and "Your signature is counted." in shouted.text
 
     unknown = client.post(
         "/letters/test-letter/receipt",

@@ -86,6 +86,9 @@ def test_sign_and_confirm_through_a_running_server(database_url, letter, mailbox
         )
         assert detail["organizations"] == [{"name": "Microsoft", "count": 1}]
 
+        reloaded = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(confirm_page.text)})
+        assert reloaded.status_code == 200 and "Your signature is counted" in reloaded.text
+        client.cookies.delete("confirmed")  # another browser (someone reading the mailbox)
         again = client.post(f"/verify/{token}", data={"csrftoken": csrf_from(confirm_page.text)})
         assert again.status_code == 400
         assert "already been used" in again.text

@@ -46,7 +46,7 @@ def test_the_flyer_has_the_title_an_excerpt_the_count_the_code_the_address_and_p
     )
     assert '<p class="url">http://testserver/letters/test-letter</p>' in page
     assert "Your name stays hidden unless you choose to show it." in page
-    assert 'href="/static/css/flyer.css"' in page
+    assert 'href="/static/css/flyer.css?v=' in page
     spanish = client.get("/letters/test-letter/flyer", headers={"Accept-Language": "es"}).text
     assert 'lang="es"' in spanish
 

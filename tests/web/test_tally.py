@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime
 
 from letters.chart import chart_svg, cumulative
@@ -42,6 +43,7 @@ def test_csv_downloads_hold_only_public_data(client, letter, mailbox):
     rows = list(csv.reader(io.StringIO(response.text)))
     assert rows[0] == ["name", "title", "organization", "signed_at"]
     assert [row[:3] for row in rows[1:]] == [["'=HYPERLINK(1)", "Dev", "Microsoft"]]
+    assert rows[1][3] == datetime.now(UTC).date().isoformat()  # signed_at: the day only
     assert "Hidden Bee" not in response.text and "b@github" not in response.text
 
     daily = list(csv.reader(io.StringIO(client.get("/api/letters/test-letter/daily.csv").text)))
@@ -118,3 +120,52 @@ def test_live_script_is_served_and_pages_point_at_the_event_stream(client, lette
         assert 'data-live-events="/api/letters/test-letter/events"' in page
         assert 'data-live-poll="/api/letters/test-letter"' in page
         assert 'aria-live="polite"' in page
+
+
+def test_the_chart_ticks_are_round_numbers_drawn_where_they_belong():
+    from letters.chart import BOTTOM, HEIGHT, TOP, y_ticks
+
+    assert y_ticks(3) == [0, 1, 2, 3]  # not 0 / 2 / 5 with "2" drawn at 2.5
+    assert y_ticks(5) == [0, 2, 4, 6]
+    assert y_ticks(0) == [0, 1]
+    assert y_ticks(1234) == [0, 500, 1000, 1500]
+    svg = chart_svg([("2026-01-01", 1), ("2026-01-02", 2)], "T")  # 3 signatures
+    labels = re.findall(r'<text x="[\d.]+" y="([\d.]+)" text-anchor="end"[^>]*>(\d+)</text>', svg)
+    plot = HEIGHT - TOP - BOTTOM
+    ys = {int(label): float(y) for y, label in labels}
+    assert sorted(ys) == [0, 1, 2, 3]
+    for value, y in ys.items():  # each label at its value's height (text sits 5 px lower)
+        assert abs(y - 5 - (TOP + plot * (1 - value / 3))) < 0.2
+
+
+def test_the_chart_spaces_days_by_time_and_keeps_quiet_days_flat():
+    from datetime import date
+
+    from letters.chart import LEFT, RIGHT, WIDTH
+
+    svg = chart_svg(
+        [("2026-01-01", 1), ("2026-01-02", 1), ("2026-01-11", 1)], "T", until=date(2026, 1, 11)
+    )
+    points = [
+        tuple(map(float, pair.split(",")))
+        for pair in re.search(r'points="([^"]+)"', svg).group(1).split()
+    ]
+    xs = [x for x, _ in points]
+    day = (WIDTH - LEFT - RIGHT) / 10  # ten days from the first to the last
+    assert abs(xs[0] - LEFT) < 0.1
+    assert abs(xs[2] - (LEFT + day)) < 0.1  # the 2nd, one day in, not half the width
+    # Flat through the quiet days, up to the 10th, then up on the 11th.
+    assert points[3][1] == points[2][1] and abs(points[3][0] - (LEFT + 9 * day)) < 0.1
+    assert abs(points[4][0] - (WIDTH - RIGHT)) < 0.1 and points[4][1] < points[3][1]
+    assert ">2026-01-01</text>" in svg and ">2026-01-11</text>" in svg
+    # Today, days after the last signature: the line goes on, flat, to today.
+    later = chart_svg([("2026-01-01", 1)], "T", until=date(2026, 1, 5))
+    assert ">2026-01-05</text>" in later
+
+
+def test_time_elements_carry_valid_moments(client, letter):
+    page = client.get("/letters/test-letter/tally").text
+    moments = re.findall(r'<time[^>]* datetime="([^"]+)"', page)
+    assert moments
+    for moment in moments:  # to the second: the HTML standard allows no microseconds
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", moment), moment

@@ -138,7 +138,7 @@ async def new_letter(request: Request, author: Author) -> Response:
     require_creator(author)
     if request.method == "POST":
         return await _edit_post(request, author, None)
-    form = {"ask_title": "1"}
+    form = {"ask_title": "1", "language": "en"}
     return _editor(request, None, form, _rows_from_rules([]))
 
 
@@ -158,6 +158,7 @@ async def edit(request: Request, author: Author) -> Response:
         "title": letter.title,
         "slug": letter.slug,
         "body": letter.body,
+        "language": letter.language,
         "ask_title": "1" if letter.ask_title else "",
         "goal": str(letter.goal or ""),
         "closes_on": closes_on(letter.closes_at),
