@@ -147,29 +147,6 @@ class Confirmation:
 
 
 _PENDING = table_of(PendingSignature)
-_INSERT_PENDING = (
-    insert(_PENDING)
-    .values(
-        {
-            name: bindparam(name, type_=_PENDING.c[name].type)
-            for name in (
-                "letter_id",
-                "email_hash",
-                "domain",
-                "organization",
-                "sealed_name",
-                "show_name",
-                "reveal_at",
-                "nonce_hash",
-                "created_at",
-                "expires_at",
-            )
-        }
-    )
-    .returning(_PENDING.c.id)
-)
-
-
 _PENDING_COLUMNS = (
     "letter_id",
     "email_hash",
@@ -181,6 +158,11 @@ _PENDING_COLUMNS = (
     "nonce_hash",
     "created_at",
     "expires_at",
+)
+_INSERT_PENDING = (
+    insert(_PENDING)
+    .values({name: bindparam(name, type_=_PENDING.c[name].type) for name in _PENDING_COLUMNS})
+    .returning(_PENDING.c.id)
 )
 # PostgreSQL: the rate limits, the pending signature and its email in one statement, undone
 # as a whole (nothing counted, nothing written) when a limit is exceeded (see

@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from letters.forms import FieldError
-from letters.mail.compose import signing_email
 from letters.models import Letter
 from letters.ratelimit import RateLimited
 from letters.record.public import (
@@ -24,12 +23,11 @@ from letters.record.public import (
     list_public_letters,
     named_signatures,
 )
-from letters.record.signing import LetterClosed, confirm, request_signature
+from letters.record.signing import LetterClosed, confirm
 from letters.tokens import TokenError
 from letters.web import cache
 from letters.web.common import (
     cached,
-    client_host,
     conditional,
     credit_confirmation,
     db_session,
@@ -39,7 +37,7 @@ from letters.web.common import (
     letter_snapshot,
     send_soon,
     settings_of,
-    signing_rules,
+    sign_request,
     tag_answer,
     version,
 )
@@ -318,23 +316,9 @@ async def sign(request: Request) -> Response:
     data = await read_json(request)
     if isinstance(data, JSONResponse):
         return data
-    slug, settings = request.path_params["slug"], settings_of(request)
+    slug = request.path_params["slug"]
     try:
-        rules = await signing_rules(request, slug)
-        link = await in_transaction(
-            request,
-            lambda session: request_signature(
-                session,
-                slug=slug,
-                data=data,
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings,
-                compose=signing_email(settings),
-                rules=rules,
-                floods=request.app.state.floods,
-            ),
-        )
+        link = await sign_request(request, slug, data)
     except LetterNotFound:
         return not_found()
     except LetterClosed as closed:

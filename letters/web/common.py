@@ -21,12 +21,19 @@ from letters.db import retrying
 from letters.forms import FieldError
 from letters.i18n import N_
 from letters.mail import outbox
+from letters.mail.compose import signing_email
 from letters.markdown import excerpt, render_markdown
 from letters.ratelimit import RateLimited
 from letters.record import floods
 from letters.record.counting import SignatureGone
 from letters.record.public import LetterNotFound, LetterSnapshot, load_snapshot
-from letters.record.signing import Confirmation, LetterClosed, SigningRules
+from letters.record.signing import (
+    Confirmation,
+    LetterClosed,
+    LinkToSend,
+    SigningRules,
+    request_signature,
+)
 from letters.record.signing import signing_rules as read_signing_rules
 from letters.resources import TEMPLATES
 from letters.settings import Settings
@@ -255,6 +262,29 @@ def forget_letter(request: Request, letter_id: int | None, rules: bool = False) 
         if rules:
             request.app.state.rules.forget(cache.rules_tag(letter_id))
     store.forget(*tags)
+
+
+async def sign_request(
+    request: Request, slug: str, data: dict[str, Any], rules: SigningRules | None = None
+) -> LinkToSend:
+    """This request's sign request (letters.record.signing.request_signature), with the
+    letter's signing rules from this process's cache unless `rules` are given."""
+    settings = settings_of(request)
+    rules = rules or await signing_rules(request, slug)
+    return await in_transaction(
+        request,
+        lambda session: request_signature(
+            session,
+            slug=slug,
+            data=data,
+            client_host=client_host(request),
+            signer=request.app.state.signer,
+            settings=settings,
+            compose=signing_email(settings),
+            rules=rules,
+            floods=request.app.state.floods,
+        ),
+    )
 
 
 async def signing_rules(request: Request, slug: str) -> SigningRules:

@@ -18,20 +18,20 @@ from starlette.routing import Route
 
 from letters import i18n
 from letters.forms import FieldError
-from letters.mail.compose import hours, signing_email
+from letters.mail.compose import hours
 from letters.ratelimit import RateLimited
 from letters.record import founding, signer_control
 from letters.record.public import LetterNotFound
-from letters.record.signing import LetterClosed, SigningRules, request_signature
+from letters.record.signing import LetterClosed, SigningRules
 from letters.web.common import (
     NO_STORE,
     client_host,
     db_session,
-    in_transaction,
     read_form,
     render,
     send_soon,
     settings_of,
+    sign_request,
     text_fields,
 )
 from letters.web.pages import FORM_FIELDS, too_many_message
@@ -92,19 +92,7 @@ async def founding_sign(request: Request) -> Response:
     settings = settings_of(request)
     rules = SigningRules(found.letter, found.domains, founding=True)
     try:
-        link = await in_transaction(
-            request,
-            lambda session: request_signature(
-                session,
-                slug=found.letter.slug,
-                data=data,
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings,
-                compose=signing_email(settings),
-                rules=rules,
-            ),
-        )
+        link = await sign_request(request, found.letter.slug, data, rules)
     except LetterClosed:
         raise HTTPException(404) from None
     except FieldError as error:

@@ -13,28 +13,26 @@ from starlette.routing import Route
 from letters import i18n
 from letters.forms import FieldError
 from letters.i18n import N_, ngettext
-from letters.mail.compose import hours, signing_email
+from letters.mail.compose import hours
 from letters.ratelimit import RateLimited
 from letters.record.public import LetterSnapshot, list_public_letters, named_signatures
-from letters.record.signing import LetterClosed, request_signature
+from letters.record.signing import LetterClosed
 from letters.web import cache
 from letters.web.common import (
     HTML,
     SEND_AGAIN,
     FormExpired,
     cached,
-    client_host,
     conditional,
     db_session,
     etag_for,
     forget_letter,
-    in_transaction,
     read_form,
     render,
     render_text,
     send_soon,
     settings_of,
-    signing_rules,
+    sign_request,
     snapshot_or_404,
     tag_answer,
     text_fields,
@@ -145,23 +143,8 @@ async def sign(request: Request) -> Response:
         return await _letter_page_again(
             request, slug, 403, form, {"sign-heading": i18n.gettext(SEND_AGAIN)}
         )
-    settings = settings_of(request)
     try:
-        rules = await signing_rules(request, slug)
-        link = await in_transaction(
-            request,
-            lambda session: request_signature(
-                session,
-                slug=slug,
-                data=data,
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings,
-                compose=signing_email(settings),
-                rules=rules,
-                floods=request.app.state.floods,
-            ),
-        )
+        link = await sign_request(request, slug, data)
     except LetterClosed as closed:
         forget_letter(request, closed.letter_id, rules=True)
         return await _letter_page_again(request, slug, 409, {}, {})

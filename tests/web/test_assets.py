@@ -9,7 +9,7 @@ from starlette.responses import Response, StreamingResponse
 
 from letters.web.assets import FOREVER, CompressReads, fingerprint
 from letters.web.press import badge_svg, badge_width
-from tests.helpers import csrf_from
+from tests.helpers import letter_csrf
 
 GZIP = {"Accept-Encoding": "gzip"}
 
@@ -53,7 +53,7 @@ def test_pages_are_compressed_for_browsers_that_accept_it(client, letter):
 
 def test_answers_to_a_post_are_never_compressed(client, letter):
     """They echo what was posted next to a CSRF token: compressed, that leaks (BREACH)."""
-    token = csrf_from(client.get("/letters/test-letter").text)
+    token = letter_csrf(client)
     refused = client.post(
         "/letters/test-letter/sign",
         data={"csrftoken": token, "email": "someone@gmail.com"},
