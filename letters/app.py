@@ -15,6 +15,7 @@ from letters.mail.backend import MailBackend, make_backend
 from letters.record.floods import FloodWatch
 from letters.record.public import LetterNotFound
 from letters.record.snapshots import signing_key
+from letters.resources import STATIC
 from letters.settings import Settings
 from letters.tokens import Signer
 from letters.web import (
@@ -67,7 +68,7 @@ def make_routes() -> list[BaseRoute]:
         *health.routes,
         *language.routes,
         *assets.routes,
-        Mount("/static", assets.Static(directory=assets.STATIC), name="static"),
+        Mount("/static", assets.Static(directory=STATIC), name="static"),
     ]
 
 

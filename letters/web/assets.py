@@ -23,9 +23,8 @@ from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from letters.settings import PROJECT_ROOT
+from letters.resources import STATIC
 
-STATIC = PROJECT_ROOT / "static"
 FOREVER = "public, max-age=31536000, immutable"
 # Without its fingerprint (an old page, a hand-typed address): check back each time.
 REVALIDATE = "public, no-cache"

@@ -126,7 +126,7 @@ def last_day(closes_at: datetime | None) -> date | None:
 async def sign_form(request: Request) -> Response:
     """GET of the form's address (left in the bar after an error): back to the form."""
     slug = request.path_params["slug"]
-    url = request.app.url_path_for("letter", slug=slug)
+    url = request.app.url_path_for("letter_in", language=i18n.current(), slug=slug)
     return RedirectResponse(f"{url}#sign", status_code=303)
 
 

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from letters.app import create_app
 from letters.spreadsheet import cell, to_csv
+from letters.web import api
 from tests.conftest import make_settings
 
 FORM = {"type": "http", "method": "POST", "scheme": "http", "server": ("testserver", 80)}
@@ -69,8 +70,9 @@ def test_a_client_leaving_mid_body_leaves_no_error_in_the_log(client, letter, ca
 
 
 def test_live_streams_beyond_the_cap_get_503_and_the_page_polls_instead(
-    database_url, tmp_path, letter
+    database_url, tmp_path, letter, monkeypatch
 ):
+    monkeypatch.setattr(api, "EVENT_STREAM_SECONDS", 0.5)  # streams end soon, as after 5 min
     settings = make_settings(database_url, instance_path=tmp_path, event_streams_max=1)
     app = create_app(settings)
     with TestClient(app) as client:
