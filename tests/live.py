@@ -23,7 +23,9 @@ import httpx2 as httpx
 
 from tests.conftest import SECRET, free_port
 
-START_TIMEOUT = 20.0
+# Bounds, not expectations: a server on a busy machine may take a while to start, or its
+# supervisor to notice a killed worker; a passing test never waits them out.
+START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 REQUEST_TIMEOUT = 10.0
 # Settings a `letters` subprocess must not inherit from the environment running the tests.
