@@ -7,6 +7,8 @@ import stat
 from typing import Any
 
 import anyio
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
 from starlette.testclient import TestClient
 
 from letters.app import create_app
@@ -70,22 +72,48 @@ def test_a_client_leaving_mid_body_leaves_no_error_in_the_log(client, letter, ca
 
 
 def test_live_streams_beyond_the_cap_get_503_and_the_page_polls_instead(
-    database_url, tmp_path, letter, monkeypatch
+    database_url, tmp_path, letter
 ):
-    monkeypatch.setattr(api, "EVENT_STREAM_SECONDS", 0.5)  # streams end soon, as after 5 min
     settings = make_settings(database_url, instance_path=tmp_path, event_streams_max=1)
     app = create_app(settings)
+    events = "/api/letters/test-letter/events"
     with TestClient(app) as client:
-        app.state.event_streams.open = 1  # one stream already open in this process
-        response = client.get("/api/letters/test-letter/events")
-        assert response.status_code == 503
-        assert response.headers["retry-after"]
-        assert response.json()["error"]["code"] == "too_many_streams"
-        app.state.event_streams.open = 0
-        with client.stream("GET", "/api/letters/test-letter/events") as stream:
-            assert stream.status_code == 200
-            assert next(stream.iter_lines()).startswith("retry:")
-        assert app.state.event_streams.open == 0  # a stream that ended gave its place back
+        streams = app.state.event_streams
+
+        async def one_stream() -> list[int]:
+            """Open a stream as the server would, read its first event, close it: the
+            number of open streams at each step."""
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": events,
+                "headers": [],
+                "query_string": b"",
+                "path_params": {"slug": "test-letter"},
+                "app": app,
+            }
+            response = await api.events(Request(scope))
+            assert isinstance(response, StreamingResponse)
+            seen = [streams.open]
+            body = response.body_iterator
+            assert str(await body.__anext__()).startswith("retry:")
+            seen.append(streams.open)
+            refused = await api.events(Request(scope))  # a second reader meanwhile
+            seen.append(refused.status_code)
+            await body.aclose()  # type: ignore[attr-defined]
+            seen.append(streams.open)
+            return seen
+
+        assert client.portal is not None
+        # Not counted before it starts; counted while open (a second reader gets 503);
+        # its place given back when it ends.
+        assert client.portal.call(one_stream) == [0, 1, 503, 0]
+
+        streams.open = 1  # as if a stream were open in this process
+        refused = client.get(events)
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.json()["error"]["code"] == "too_many_streams"
 
 
 def test_the_sqlite_database_is_readable_by_its_owner_only(tmp_path):
