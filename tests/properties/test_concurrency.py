@@ -291,7 +291,8 @@ def test_readers_during_the_race_always_see_counts_that_add_up(settings, letter)
             await engine.dispose()
 
     asyncio.run(main())
-    assert len(seen) > 10
+    # Some reads came in the middle of the race, whatever its speed on this machine.
+    assert any(0 < s[0] < len(people) for s in seen), seen
     broken = [s for s in seen if not s[0] == s[1] + s[2] == s[3]]
     assert broken == [], f"{len(broken)} of {len(seen)} reads did not add up: {broken[:5]}"
     assert max(s[0] for s in seen) <= len(people)
