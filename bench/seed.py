@@ -40,7 +40,7 @@ LEDGER_COLUMNS = (
     "commitment, prev_hash, entry_hash"
 )
 PENDING_COLUMNS = (
-    "letter_id, email_hash, domain, organization, name, title, show_name, nonce_hash, "
+    "letter_id, email_hash, domain, organization, sealed_name, show_name, nonce_hash, "
     "created_at, expires_at, used_at"
 )
 
@@ -178,8 +178,7 @@ def seed(db_url: str, count: int, slug: str = SLUG, pending: bool = True) -> dic
                                 email_hash.hexdigest(),
                                 domain,
                                 organizations[domain],
-                                f"Seed Signer {n}" if shown else "",
-                                "Engineer" if shown else "",
+                                "",  # used long ago: what it sealed does not matter here
                                 shown,
                                 nonce.hexdigest(),
                                 at - dt.timedelta(minutes=1),
