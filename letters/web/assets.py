@@ -68,12 +68,19 @@ def _fingerprint_of(path: str) -> str | None:
         return None
 
 
+# What is worth compressing, and how hard (web.fastpath compresses its answers the same way).
+GZIP_MINIMUM_SIZE = 500
+GZIP_LEVEL = 6
+
+
 class CompressReads:
     """gzip for answers to GET and HEAD only (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, minimum_size: int = 500) -> None:
+    def __init__(self, app: ASGIApp, minimum_size: int = GZIP_MINIMUM_SIZE) -> None:
         self.app = app
-        self.gzip = GZipMiddleware(_own_headers(app), minimum_size=minimum_size, compresslevel=6)
+        self.gzip = GZipMiddleware(
+            _own_headers(app), minimum_size=minimum_size, compresslevel=GZIP_LEVEL
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

@@ -23,6 +23,7 @@ cross-origin requests (the CORS layer answers those), and answers that are not a
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from letters.models import SLUG_PATTERN
 from letters.web import cache
+from letters.web.assets import GZIP_LEVEL, GZIP_MINIMUM_SIZE
 from letters.web.cache import TTLCache
 from letters.web.language import NEUTRAL, Chooser
 from letters.web.routing import RouteIndex
@@ -40,23 +42,51 @@ ROUTES = ("index", "letter_in", "tally", "widget", "badge", "api_letters", "api_
 
 @dataclass(frozen=True)
 class Answer:
-    """A finished answer, with its header lists built once for every reader it is sent to."""
+    """A finished answer, with its header lists built once for every reader it is sent to,
+    and its body compressed once for the readers who accept gzip (web.assets.CompressReads,
+    outside this layer, leaves an answer that is already encoded alone)."""
 
     headers: list[tuple[bytes, bytes]]  # of the 200
     not_modified: list[tuple[bytes, bytes]]  # of a 304: the same, less the body's type and size
     body: bytes
     etag: bytes
+    gzip_headers: list[tuple[bytes, bytes]] | None = None  # None: sent as it is to everyone
+    gzip_body: bytes = b""
 
     @classmethod
     def of(cls, headers: list[tuple[bytes, bytes]], body: bytes, etag: bytes) -> Answer:
         kept = [(name, value) for name, value in headers if name != b"content-length"]
-        kept.append((b"content-length", str(len(body)).encode()))
-        bodiless = [(name, value) for name, value in kept if name not in BODY_HEADERS]
-        return cls(kept, bodiless, body, etag)
+        if len(body) >= GZIP_MINIMUM_SIZE:
+            kept = _varying_on_encoding(kept)
+        plain = [*kept, (b"content-length", str(len(body)).encode())]
+        bodiless = [(name, value) for name, value in plain if name not in BODY_HEADERS]
+        if len(body) < GZIP_MINIMUM_SIZE:
+            return cls(plain, bodiless, body, etag)
+        packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        encoded = [
+            *kept,
+            (b"content-encoding", b"gzip"),
+            (b"content-length", str(len(packed)).encode()),
+        ]
+        return cls(plain, bodiless, body, etag, encoded, packed)
 
 
 # Headers that describe a body, which a 304 has not.
 BODY_HEADERS = (b"content-type", b"content-length")
+
+
+def _varying_on_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers with Accept-Encoding added to their Vary (the answer depends on it)."""
+    for index, (name, value) in enumerate(headers):
+        if name == b"vary":
+            if b"accept-encoding" in value.lower():
+                return headers
+            return [*headers[:index], (name, value + b", Accept-Encoding"), *headers[index + 1 :]]
+    return [*headers, (b"vary", b"Accept-Encoding")]
+
+
+def _accepts_gzip(header: bytes) -> bool:
+    return b"gzip" in header.lower()
 
 
 def fast_key(index: RouteIndex, path: str, language: str) -> Hashable | None:
@@ -94,12 +124,15 @@ class FastReadMiddleware:
             await self.app(scope, receive, send)
             return
         if_none_match = None
+        gzip_accepted = False
         for name, value in scope["headers"]:
             if name == b"origin":  # cross-origin: the CORS layer answers
                 await self.app(scope, receive, send)
                 return
             if name == b"if-none-match":
                 if_none_match = value
+            elif name == b"accept-encoding":
+                gzip_accepted = _accepts_gzip(value)
         answer = self.cache.peek(key)
         if answer is None:
             await self._capture(key, scope, receive, send)
@@ -110,8 +143,12 @@ class FastReadMiddleware:
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        if gzip_accepted and answer.gzip_headers is not None:
+            headers, body = answer.gzip_headers, answer.gzip_body
+        else:
+            headers, body = answer.headers, answer.body
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _capture(self, key: Hashable, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None

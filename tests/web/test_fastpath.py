@@ -157,3 +157,23 @@ def test_readers_of_each_language_get_their_own_page_from_the_fast_path(cached_a
             # The address wins over the reader's language: links stay what they say.
             assert "Sign this letter" in spanish.get(en).text
         assert statements == []
+
+
+def test_the_fast_path_compresses_an_answer_once_and_sends_each_reader_what_it_accepts(
+    cached_app, letter
+):
+    path = "/en/letters/test-letter"
+    with TestClient(cached_app) as client:
+        first = client.get(path)  # compressed by the app's layer, then kept plainly
+        answer = cached_app.state.cache.peek(fast_key(path))
+        assert answer is not None and answer.gzip_headers is not None
+        packed = client.get(path)
+        plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    assert first.headers["content-encoding"] == packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content == first.content  # httpx decodes gzip
+    assert int(packed.headers["content-length"]) == len(answer.gzip_body) < len(answer.body)
+    assert "content-encoding" not in plain.headers
+    assert int(plain.headers["content-length"]) == len(answer.body)
+    assert (
+        "Accept-Encoding" in packed.headers["vary"] and "Accept-Encoding" in plain.headers["vary"]
+    )
