@@ -26,7 +26,6 @@ from letters.models import (
     Letter,
     LetterAuthor,
     LetterStatus,
-    LetterVersion,
     utcnow,
 )
 from letters.record import founding
@@ -202,33 +201,9 @@ async def publish(
     if problems:
         await session.rollback()
         raise PublishRefused(problems)
-    changed = await session.exec(
-        update(Letter)
-        .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.draft)
-        .values(
-            status=LetterStatus.published,
-            published_at=now,
-            closed_at=None,
-            version=1,
-            revised_at=None,
-            revision_note="",
-            updated_at=now,
-        )
-    )
-    if changed.rowcount != 1:  # another author published it a moment ago
-        await session.rollback()
+    if not await founding.publish_draft(session, letter.id, now, author.id):
+        await session.rollback()  # another author published it a moment ago
         raise NotAllowed(gettext("This letter is already published."))
-    session.add(
-        LetterVersion(
-            letter_id=letter.id,
-            number=1,
-            title=letter.title,
-            body=letter.body,
-            note="",
-            author_id=author.id,
-            created_at=now,
-        )
-    )
     await audit.record(session, letter.id, author, audit.Action.published, now=now)
     await session.commit()
     return letter

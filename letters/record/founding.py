@@ -316,6 +316,43 @@ async def reset(session: AsyncSession, letter_id: int) -> int:
     return int(deleted.rowcount or 0)
 
 
+async def publish_draft(
+    session: AsyncSession, letter_id: int, now: datetime, author_id: int | None
+) -> bool:
+    """Make a draft public as version 1, in the caller's transaction. False, with nothing
+    written, when it is no longer a draft (another author published it a moment ago).
+    Publishing from the author workspace and a founding round's launch both come here."""
+    published = await session.exec(
+        update(Letter)
+        .where(col(Letter.id) == letter_id, col(Letter.status) == LetterStatus.draft)
+        .values(
+            status=LetterStatus.published,
+            published_at=now,
+            closed_at=None,
+            version=1,
+            revised_at=None,
+            revision_note="",
+            updated_at=now,
+        )
+        .returning(col(Letter.title), col(Letter.body))
+    )
+    text = published.first()
+    if text is None:
+        return False
+    session.add(
+        LetterVersion(
+            letter_id=letter_id,
+            number=1,
+            title=text[0],
+            body=text[1],
+            note="",
+            author_id=author_id,
+            created_at=now,
+        )
+    )
+    return True
+
+
 async def launch(
     session: AsyncSession,
     letter_id: int,
@@ -352,35 +389,9 @@ async def launch(
             )
         )
     ).all()
-    published = await session.exec(
-        update(Letter)
-        .where(col(Letter.id) == letter_id, col(Letter.status) == LetterStatus.draft)
-        .values(
-            status=LetterStatus.published,
-            published_at=now,
-            closed_at=None,
-            version=1,
-            revised_at=None,
-            revision_note="",
-            updated_at=now,
-        )
-        .returning(col(Letter.title), col(Letter.body))
-    )
-    text = published.first()
-    if text is None:
+    if not await publish_draft(session, letter_id, now, author_id):
         await session.rollback()
         return None
-    session.add(
-        LetterVersion(
-            letter_id=letter_id,
-            number=1,
-            title=text[0],
-            body=text[1],
-            note="",
-            author_id=author_id,
-            created_at=now,
-        )
-    )
     # In the order they were confirmed (ids break ties: they were inserted in that order).
     ordered = sorted(founders, key=lambda row: (row.verified_at, row.id))
     totals = Counter(row.organization for row in ordered)
