@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         app.state.writer = make_sessionmaker(writer(engine))
         app.state.prepare = jobs.preparer(settings, app.state.writer)
         tasks = jobs.in_app(settings, app.state.writer, app.state.mail)
+        runners = [task for task in tasks if isinstance(task, jobs.JobRunner)]
+        app.state.job_runner = runners[0] if runners else None
         for task in tasks:
             task.start()
         try:

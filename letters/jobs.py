@@ -1,6 +1,7 @@
 """Periodic work inside an app process, on one base: the outbox sender (retries, and mail a
-crashed process left behind; expired links purged), the closer (letters close on their
-closing date) and the launcher (founding rounds launch at their planned time).
+crashed process left behind; expired links purged), the job runner (links asked for by
+address, prepared on a fixed beat), the closer (letters close on their closing date) and
+the launcher (founding rounds launch at their planned time).
 `letters worker` runs the sender's work outside the app instead."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -82,7 +84,25 @@ def preparer(settings: Settings, maker: Maker) -> outbox.Prepare:
     return prepare
 
 
-class Sender(Periodic):
+class Mailing(Periodic):
+    """Periodic work that sends mail: the backend, the keys that open the outbox, and what
+    turns a queued job into its email."""
+
+    def __init__(
+        self,
+        maker: Maker,
+        backend: MailBackend,
+        keys: Keyring,
+        prepare: outbox.Prepare,
+        interval: float,
+    ) -> None:
+        super().__init__(maker, interval)
+        self.backend = backend
+        self.keys = keys
+        self.prepare = prepare
+
+
+class Sender(Mailing):
     """Sends what is left in the outbox, and deletes expired links and rate-limit rows.
 
     Each request sends its own email right after answering (outbox.send_now); this picks
@@ -91,22 +111,49 @@ class Sender(Periodic):
 
     name = "outbox"
 
-    def __init__(
-        self,
-        maker: Maker,
-        backend: MailBackend,
-        keys: Keyring,
-        prepare: outbox.Prepare,
-        interval: float = 10.0,
-    ) -> None:
-        super().__init__(maker, interval)
-        self.backend = backend
-        self.keys = keys
-        self.prepare = prepare
-
     async def run_once(self) -> outbox.DrainResult:
         result = await outbox.drain(self.maker, self.backend, self.keys, prepare=self.prepare)
         await purge_expired(self.maker)
+        return result
+
+
+class JobRunner(Mailing):
+    """Prepares and sends the jobs this process queued (outbox.Job: a manage link, an
+    author's sign-in link), every `interval` seconds, never right after a request.
+
+    Whether a job turns into an email depends on whether the address signed (or is an
+    author's); run right after the answer, that work would slow this process's next answers
+    only for those addresses, and a stopwatch could tell them apart. On a fixed beat it runs
+    whatever was asked for since the last one, unrelated to when any request came. A job
+    this process never runs (it stopped) is left in the outbox for any sender.
+    """
+
+    name = "jobs"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting: list[int] = []
+        self.running = False  # read with `waiting` (that first) to know when all is done
+
+    def add(self, job_id: int) -> None:
+        self.waiting.append(job_id)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting and nothing being done (safe to read from another thread)."""
+        return not self.waiting and not self.running
+
+    async def run_once(self) -> outbox.DrainResult:
+        result = outbox.DrainResult()
+        self.running = True
+        try:
+            due, self.waiting = self.waiting, []
+            for job_id in due:
+                result += await outbox.send_now(
+                    self.maker, self.backend, self.keys, job_id, self.prepare
+                )
+        finally:
+            self.running = False
         return result
 
 
@@ -145,5 +192,7 @@ def in_app(settings: Settings, maker: Maker, backend: MailBackend) -> list[Perio
     and sending mail unless a separate `letters worker` does (MAIL_IN_APP=false)."""
     tasks: list[Periodic] = [Closer(maker), Launcher(maker, settings)]
     if settings.mail_in_app:
-        tasks.append(Sender(maker, backend, settings.keys, preparer(settings, maker)))
+        prepare = preparer(settings, maker)
+        tasks.append(Sender(maker, backend, settings.keys, prepare, interval=10.0))
+        tasks.append(JobRunner(maker, backend, settings.keys, prepare, settings.mail_job_seconds))
     return tasks

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
         default=N_("Your requested link"), min_length=1, max_length=200
     )
     mail_in_app: bool = True
+    # Seconds between the runs that turn manage and author sign-in requests into emails (or
+    # into nothing): on a fixed beat, so a request's timing never tells who signed.
+    mail_job_seconds: float = Field(default=1.0, gt=0, le=60)
     # DKIM signing where this site hands mail to the recipients' servers itself (a relay
     # such as SES or Postmark usually signs instead): a selector and an RSA private key.
     dkim_selector: str = ""

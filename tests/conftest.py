@@ -12,8 +12,9 @@ import re
 import shutil
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -109,6 +110,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "base_url": "http://testserver",
         "smtp_url": "",
         "cache_seconds": 0,  # tests that change rows directly expect to read them back
+        "mail_job_seconds": 0.05,  # manage and sign-in links arrive within a test's wait
         "_env_file": None,
     }
     values.update(overrides)
@@ -129,6 +131,9 @@ class Mailbox:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     refuse: str = ""
+    # Called once the awaited messages are in: waits until the app that sent them has done
+    # what it does after sending (see `client`).
+    settle: Callable[[], None] | None = None
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -150,6 +155,8 @@ class Mailbox:
         with self._arrived:
             if not self._arrived.wait_for(lambda: len(self.messages) >= count, timeout):
                 raise AssertionError(f"expected {count} emails, got {len(self.messages)}")
+        if self.settle is not None:
+            self.settle()
 
     def text_of(self, message: EmailMessage) -> str:
         part = message.get_body(preferencelist=("plain",))
@@ -196,10 +203,26 @@ def app(settings: Settings) -> Any:
     return create_app(settings)
 
 
+def jobs_done(app: Any, timeout: float = 5.0) -> None:
+    """Wait until the app's job runner (letters.jobs.JobRunner) has finished what it was
+    given: it deletes a job's row after the email is out, and a test that writes the
+    database just then would meet SQLite's lock."""
+    runner = getattr(app.state, "job_runner", None)
+    deadline = time.monotonic() + timeout
+    while runner is not None and not runner.idle:
+        if time.monotonic() > deadline:
+            raise AssertionError("the job runner did not finish")
+        time.sleep(0.005)
+
+
 @pytest.fixture
-def client(app: Any) -> Iterator[TestClient]:
+def client(app: Any, mailbox: Mailbox) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
-        yield test_client
+        mailbox.settle = lambda: jobs_done(app)
+        try:
+            yield test_client
+        finally:
+            mailbox.settle = None
 
 
 @pytest.fixture

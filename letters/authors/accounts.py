@@ -50,8 +50,6 @@ from letters.tokens import LinkUsed, Signer
 SESSION_SALT = "author-session"
 LINK_MAX_AGE = 3600  # sign-in links are used at once; an hour is plenty
 SESSION_DAYS = 14
-# Sign-in emails per address per rate-limit window: enough for typos, not for flooding.
-LINKS_PER_ADDRESS = 5
 
 
 class NotAnAuthor(Exception):
@@ -139,7 +137,7 @@ async def request_link(
     await hit(
         session,
         [
-            Limit("author:" + signer.key_hash("author-email", email), LINKS_PER_ADDRESS),
+            Limit("author:" + signer.key_hash("author-email", email), settings.limit_per_address),
             Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
         ],
         settings.limit_window,

@@ -244,6 +244,16 @@ def send_soon(request: Request, *outbox_ids: int | outbox.Leased | None) -> Back
     return BackgroundTask(send)
 
 
+def run_job_later(request: Request, job_id: int) -> None:
+    """Hand a queued job (outbox.Job) to this process's job runner, which runs it on its own
+    beat (letters.jobs.JobRunner), never right after this answer: what the job finds (did
+    the address sign?) must not change how long this or the next answer takes. Without a
+    runner (MAIL_IN_APP=false), `letters worker` finds it in the outbox."""
+    runner = getattr(request.app.state, "job_runner", None)
+    if runner is not None:
+        runner.add(job_id)
+
+
 async def cached(
     request: Request, key: Hashable, load: Callable[[], Awaitable[T]], tags: cache.Tags
 ) -> T:

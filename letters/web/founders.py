@@ -29,6 +29,7 @@ from letters.web.common import (
     db_session,
     read_form,
     render,
+    run_job_later,
     send_soon,
     settings_of,
     sign_request,
@@ -140,9 +141,8 @@ async def founding_manage(request: Request) -> Response:
         "subject": i18n.gettext(settings.mail_manage_subject),
         "here": request.app.url_path_for("founding", token=token),
     }
-    response = render(request, "founding/manage_sent.html", context, 200, HEADERS)
-    response.background = send_soon(request, job)
-    return response
+    run_job_later(request, job)
+    return render(request, "founding/manage_sent.html", context, 200, HEADERS)
 
 
 routes = [

@@ -33,7 +33,7 @@ from letters.web.common import (
     link_problem,
     read_form,
     render,
-    send_soon,
+    run_job_later,
     settings_of,
     snapshot_or_404,
     text_fields,
@@ -127,11 +127,8 @@ async def request_link(request: Request) -> Response:
         return await _request_page(request, slug, {"email": email or ""}, errors, 422)
     except RateLimited as limited:
         return too_many(request, limited, too_many_message)
-    return RedirectResponse(
-        request.app.url_path_for("manage_sent", slug=slug),
-        status_code=303,
-        background=send_soon(request, job),
-    )
+    run_job_later(request, job)
+    return RedirectResponse(request.app.url_path_for("manage_sent", slug=slug), status_code=303)
 
 
 async def link_sent(request: Request) -> Response:

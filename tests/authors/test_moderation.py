@@ -235,10 +235,12 @@ def test_a_hidden_name_stays_hidden_whatever_the_signer_does(client, signed, mai
     ):
         assert "Bill Gates" not in client.get(path).text
 
+    count = len(mailbox.messages)
     client.post(
         f"/letters/{SLUG}/manage",
         data={"csrftoken": letter_csrf(client, SLUG), "email": "troll@microsoft.com"},
     )
+    mailbox.wait_for(count + 1)
     token = MANAGE.search(mailbox.text_of(mailbox.messages[-1])).group(1)
     manage_page = client.get(f"/manage/{token}")
     refused = client.post(

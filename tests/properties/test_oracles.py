@@ -137,3 +137,51 @@ def test_an_author_sign_in_does_the_same_work_for_an_author_and_a_stranger(
     mailbox.wait_for(1)
     assert [message["To"] for message in mailbox.messages] == ["writer@example.org"]
     assert "/authors/sign-in/" in mailbox.text_of(mailbox.messages[0])
+
+
+def test_manage_and_sign_in_jobs_wait_for_the_runners_beat_not_the_answer(
+    database_url, tmp_path, letter, engine, mailbox, db
+):
+    # Run right after the answer, a job slows this process only when there is an email to
+    # make: the runner takes them on its own beat instead (here: only when told to).
+    make_author(engine, "writer@example.org")
+    settings = make_settings(
+        database_url, instance_path=tmp_path, smtp_url=mailbox.url, mail_job_seconds=60
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert sign_api(client, "ada@microsoft.com").status_code == 202
+        mailbox.wait_for(1)
+        assert confirm_api(client, mailbox.last_token("ada@microsoft.com")).status_code == 200
+        for email in ["ada@microsoft.com", "grace@microsoft.com"]:
+            response = client.post(
+                "/letters/test-letter/manage",
+                data={"email": email},
+                headers=SAME_ORIGIN,
+                follow_redirects=False,
+            )
+            assert response.status_code == 303
+        csrf = csrf_from(client.get("/authors/sign-in").text)
+        for email in ["writer@example.org", "nobody@example.org"]:
+            response = client.post(
+                "/authors/sign-in",
+                data={"csrftoken": csrf, "email": email},
+                follow_redirects=False,
+            )
+            assert response.status_code == 303
+
+        # Answered, and nothing done yet: four jobs wait in the outbox and in the runner.
+        assert len(queued_jobs(db, settings)) == 4
+        runner = app.state.job_runner
+        assert len(runner.waiting) == 4
+        assert len(mailbox.messages) == 1
+
+        result = client.portal.call(runner.run_once)
+        assert (result.sent, result.skipped) == (2, 2)
+        mailbox.wait_for(3)
+        assert sorted(message["To"] for message in mailbox.messages[1:]) == [
+            "ada@microsoft.com",
+            "writer@example.org",
+        ]
+        assert runner.waiting == []
+        assert queued_jobs(db, settings) == []

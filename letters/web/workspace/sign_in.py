@@ -16,7 +16,7 @@ from letters.i18n import gettext
 from letters.ratelimit import RateLimited
 from letters.tokens import LinkUsed, TokenError
 from letters.web import oidc
-from letters.web.common import NO_STORE, client_host, db_session, send_soon, settings_of
+from letters.web.common import NO_STORE, client_host, db_session, run_job_later, settings_of
 from letters.web.workspace.session import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -69,11 +69,8 @@ async def sign_in(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
-    return RedirectResponse(
-        request.app.url_path_for("author_sign_in_sent"),
-        status_code=303,
-        background=send_soon(request, outbox_id),
-    )
+    run_job_later(request, outbox_id)
+    return RedirectResponse(request.app.url_path_for("author_sign_in_sent"), status_code=303)
 
 
 async def sign_in_sent(request: Request) -> Response:
