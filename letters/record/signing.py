@@ -715,6 +715,14 @@ def _now(name: str = "now") -> Any:
     return bindparam(name, type_=_PENDING.c.created_at.type)
 
 
+def _bound(*same: str, **renamed: str) -> dict[str, Any]:
+    """VALUES for a Core statement: each column bound to the parameter of its own name
+    (`same`), or of the name given (`renamed`: column=parameter)."""
+    return {name: bindparam(name) for name in same} | {
+        column: bindparam(parameter) for column, parameter in renamed.items()
+    }
+
+
 @dataclass(frozen=True)
 class _Steps:
     """The statements of `_count_step_by_step` for one database (upserts differ)."""
@@ -756,16 +764,18 @@ def _steps(dialect: str) -> _Steps:
         .values(used_at=_now()),
         insert_signature=upsert(_SIGNATURE)
         .values(
-            letter_id=bindparam("letter_id"),
-            email_hash=bindparam("email_hash"),
-            domain=bindparam("domain"),
-            organization=bindparam("organization"),
-            name=bindparam("name"),
-            title=bindparam("title"),
-            sealed_name=bindparam("sealed_name"),
-            show_name=bindparam("show_name"),
+            **_bound(
+                "letter_id",
+                "email_hash",
+                "domain",
+                "organization",
+                "name",
+                "title",
+                "sealed_name",
+                "show_name",
+                "commitment",
+            ),
             reveal_at=bindparam("reveal_at", type_=Integer()),
-            commitment=bindparam("commitment"),
             verified_at=_now(),
             updated_at=_now(),
             letter_version=select(_LETTER.c.version)
@@ -794,37 +804,31 @@ def _steps(dialect: str) -> _Steps:
         )
         .returning(*_LETTER.columns),
         count_organization=upsert(_ORGANIZATIONS)
-        .values(letter_id=bindparam("letter_id"), organization=bindparam("organization"), count=1)
+        .values(**_bound("letter_id", "organization"), count=1)
         .on_conflict_do_update(
             index_elements=[_ORGANIZATIONS.c.letter_id, _ORGANIZATIONS.c.organization],
             set_={"count": _ORGANIZATIONS.c.count + 1},
         )
         .returning(_ORGANIZATIONS.c.count),
         count_day=upsert(_DAILY)
-        .values(
-            letter_id=bindparam("letter_id"),
-            day=bindparam("day"),
-            organization=bindparam("organization"),
-            count=1,
-        )
+        .values(**_bound("letter_id", "day", "organization"), count=1)
         .on_conflict_do_update(
             index_elements=[_DAILY.c.letter_id, _DAILY.c.day, _DAILY.c.organization],
             set_={"count": _DAILY.c.count + 1},
         ),
         insert_entry=insert(_ENTRIES).values(
-            letter_id=bindparam("letter_id"),
-            seq=bindparam("seq"),
+            **_bound("letter_id", "seq", "day", "organization", "commitment"),
             kind=LedgerKind.signed.value,
-            day=bindparam("day"),
-            organization=bindparam("organization"),
-            named=bindparam("show_name"),
-            name=bindparam("entry_name"),
-            title=bindparam("entry_title"),
-            name_salt=bindparam("salt"),
-            name_digest=bindparam("entry_digest"),
-            commitment=bindparam("commitment"),
-            prev_hash=bindparam("prev"),
-            entry_hash=bindparam("head"),
+            # The entry's columns from the confirmation's names for them.
+            **_bound(
+                named="show_name",
+                name="entry_name",
+                title="entry_title",
+                name_salt="salt",
+                name_digest="entry_digest",
+                prev_hash="prev",
+                entry_hash="head",
+            ),
         ),
     )
     postgres: Dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
