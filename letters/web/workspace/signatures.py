@@ -22,6 +22,7 @@ from letters.web.workspace.session import (
     forget_letter,
     message,
     path_id,
+    posted_slug,
     read_author_form,
     render,
     signed_in,
@@ -65,8 +66,7 @@ async def signatures(request: Request, author: Author) -> Response:
 
 @signed_in
 async def hide(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=5)
+    slug = await posted_slug(request)
     try:
         async with db_session(request, write=True) as session:
             signature_id = path_id(request, "signature_id")
