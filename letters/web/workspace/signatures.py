@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -14,10 +13,10 @@ from starlette.routing import Route
 from letters.authors import audit, export, moderation
 from letters.authors.access import letter_for
 from letters.forms import FieldError
-from letters.i18n import N_, gettext
+from letters.i18n import gettext
 from letters.models import Author, utcnow
 from letters.record.public import tally
-from letters.web.common import NO_STORE, db_session, settings_of
+from letters.web.common import NO_STORE, db_session, page_cursor, settings_of
 from letters.web.workspace.session import (
     forget_letter,
     message,
@@ -38,13 +37,7 @@ async def signatures(request: Request, author: Author) -> Response:
     """Newest first: public names with their titles, hidden ones only as organization and date."""
     slug = request.path_params["slug"]
     signer = request.app.state.signer
-    before = request.query_params.get("before")
-    before_id = None
-    if before:
-        try:
-            before_id = signer.loads_cursor(before)
-        except ValueError:
-            raise HTTPException(400, N_("That page link is not valid.")) from None
+    before_id = page_cursor(request, "before")
     named_only = request.query_params.get("named") == "1"
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
