@@ -6,10 +6,13 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from letters.importer import LetterFileError, import_file, load_demo, parse_letter
 from letters.settings import Settings
+
+Handler = Callable[[argparse.Namespace], None]
 
 
 def _settings() -> Settings:
@@ -297,7 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="letters", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the web server")
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        """The subcommand `name`, run by `handler` with the parsed arguments."""
+        sub = commands.add_parser(name, help=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = command("serve", cmd_serve, "run the web server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -308,51 +317,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips (behind a reverse proxy)",
     )
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
-    serve.set_defaults(handler=cmd_serve)
 
-    migrate_parser = commands.add_parser("migrate", help="upgrade the database schema")
-    migrate_parser.set_defaults(handler=cmd_migrate)
+    command("migrate", cmd_migrate, "upgrade the database schema")
 
-    worker = commands.add_parser("worker", help="send the email outbox")
+    worker = command("worker", cmd_worker, "send the email outbox")
     worker.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     worker.add_argument("--once", action="store_true", help="send what is due, then exit")
-    worker.set_defaults(handler=cmd_worker)
 
-    import_parser = commands.add_parser("import", help="create or update a letter from Markdown")
+    import_parser = command("import", cmd_import, "create or update a letter from Markdown")
     import_parser.add_argument("file", metavar="LETTER.md")
     import_parser.add_argument(
         "--author",
         metavar="EMAIL",
         help="make EMAIL an author of the letter (its owner if it has none), to run it at /authors",
     )
-    import_parser.set_defaults(handler=cmd_import)
 
-    admin = commands.add_parser("admin", help="manage the admins who allow letter authors")
+    admin = command("admin", cmd_admin, "manage the admins who allow letter authors")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     admin_add = admin_commands.add_parser("add", help="make EMAIL an admin (and an author)")
     admin_add.add_argument("email", metavar="EMAIL")
     admin_commands.add_parser("list", help="list the admins")
-    admin.set_defaults(handler=cmd_admin)
 
-    purge = commands.add_parser(
-        "purge", help="delete expired links and rate-limit rows; erase names that are due"
+    command(
+        "purge", cmd_purge, "delete expired links and rate-limit rows; erase names that are due"
     )
-    purge.set_defaults(handler=cmd_purge)
 
-    rotate = commands.add_parser(
+    rotate = command(
         "rotate-key",
-        help="change SECRET_KEY, keeping the old one for what it signed, sealed and hashed",
+        cmd_rotate_key,
+        "change SECRET_KEY, keeping the old one for what it signed, sealed and hashed",
     )
     rotate.add_argument(
         "--reseal",
         action="store_true",
         help="only seal again, under the current SECRET_KEY, what an older key sealed",
     )
-    rotate.set_defaults(handler=cmd_rotate_key)
 
-    verify_ledger = commands.add_parser(
+    verify_ledger = command(
         "verify-ledger",
-        help="recount a letter from its public ledger; check a signed snapshot and a receipt",
+        cmd_verify_ledger,
+        "recount a letter from its public ledger; check a signed snapshot and a receipt",
     )
     verify_ledger.add_argument(
         "target",
@@ -363,11 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify_ledger.add_argument("--snapshot", help="a signed snapshot (file or URL)")
     verify_ledger.add_argument("--jwks", help="the instance's public keys (file or URL)")
     verify_ledger.add_argument("--receipt", help="check that this receipt's signature is counted")
-    verify_ledger.set_defaults(handler=cmd_verify_ledger)
 
-    mail_check = commands.add_parser(
+    mail_check = command(
         "mail-check",
-        help="check the sending settings, a sample email and the SPF, DKIM and DMARC records; "
+        cmd_mail_check,
+        "check the sending settings, a sample email and the SPF, DKIM and DMARC records; "
         "exit 1 if mail would likely go to spam",
     )
     mail_check.add_argument(
@@ -379,7 +383,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=_dns_server,
         help="ask this DNS server (HOST or HOST:PORT) instead of the system's resolver",
     )
-    mail_check.set_defaults(handler=cmd_mail_check)
     return parser
 
 

@@ -50,6 +50,15 @@ class DomainSpec:
     organization: str
     include_subdomains: bool
 
+    def rule(self, letter_id: int) -> AllowedDomain:
+        """The row that lets this domain's staff sign the letter."""
+        return AllowedDomain(
+            letter_id=letter_id,
+            domain=self.domain,
+            organization=self.organization,
+            include_subdomains=self.include_subdomains,
+        )
+
 
 @dataclass(frozen=True)
 class LetterFile:
@@ -265,14 +274,7 @@ def _bring_domains(
         before = existing.get(domain)
         if before is not None and (was_published or _same(before, spec)):
             continue
-        session.add(
-            AllowedDomain(
-                letter_id=letter.id,
-                domain=spec.domain,
-                organization=spec.organization,
-                include_subdomains=spec.include_subdomains,
-            )
-        )
+        session.add(spec.rule(letter.id))
         if not result.created:
             verb = "changed" if before is not None else "added"
             result.changes.append(f"{verb} {domain} ({spec.organization})")

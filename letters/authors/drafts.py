@@ -70,14 +70,7 @@ async def _slug_free(session: AsyncSession, slug: str, letter_id: int | None) ->
 async def _replace_domains(session: AsyncSession, letter_id: int, draft: LetterDraft) -> None:
     await session.exec(delete(AllowedDomain).where(col(AllowedDomain.letter_id) == letter_id))
     for spec in draft.domains:
-        session.add(
-            AllowedDomain(
-                letter_id=letter_id,
-                domain=spec.domain,
-                organization=spec.organization,
-                include_subdomains=spec.include_subdomains,
-            )
-        )
+        session.add(spec.rule(letter_id))
 
 
 async def _commit_or_slug_taken(session: AsyncSession) -> None:
@@ -215,17 +208,8 @@ async def close(
     """Stop new signatures; the letter and its counts stay public."""
     now = now or utcnow()
     letter = (await letter_for(session, author, slug)).letter
-    changed = await session.exec(
-        update(Letter)
-        .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.published)
-        .values(status=LetterStatus.closed, closed_at=now, updated_at=now)
-    )
-    if changed.rowcount != 1:
-        await session.rollback()
-        raise NotAllowed(gettext("Only a published letter can be closed."))
-    await audit.record(session, letter.id, author, audit.Action.closed, now=now)
-    await session.commit()
-    return letter
+    refusal = gettext("Only a published letter can be closed.")
+    return await _move(session, author, letter, LetterStatus.published, refusal, now)
 
 
 async def reopen(
@@ -242,15 +226,35 @@ async def reopen(
                 "settings, then reopen."
             )
         )
+    refusal = gettext("Only a closed letter can be reopened.")
+    return await _move(session, author, letter, LetterStatus.closed, refusal, now)
+
+
+async def _move(
+    session: AsyncSession,
+    author: Author,
+    letter: Letter,
+    was: LetterStatus,
+    refusal: str,
+    now: datetime,
+) -> Letter:
+    """Close a published letter (`was` published) or reopen a closed one, in one statement
+    that also checks its status; NotAllowed(`refusal`) when it was not `was`. Commits."""
+    closing = was == LetterStatus.published
     changed = await session.exec(
         update(Letter)
-        .where(col(Letter.id) == letter.id, col(Letter.status) == LetterStatus.closed)
-        .values(status=LetterStatus.published, closed_at=None, updated_at=now)
+        .where(col(Letter.id) == letter.id, col(Letter.status) == was)
+        .values(
+            status=LetterStatus.closed if closing else LetterStatus.published,
+            closed_at=now if closing else None,
+            updated_at=now,
+        )
     )
     if changed.rowcount != 1:
         await session.rollback()
-        raise NotAllowed(gettext("Only a closed letter can be reopened."))
-    await audit.record(session, letter.id, author, audit.Action.reopened, now=now)
+        raise NotAllowed(refusal)
+    action = audit.Action.closed if closing else audit.Action.reopened
+    await audit.record(session, letter.id, author, action, now=now)
     await session.commit()
     return letter
 
@@ -291,14 +295,7 @@ async def change_settings(
     if new.ask_title != letter.ask_title:
         changes.append("asks for a job title" if new.ask_title else "does not ask for a job title")
     for spec in new.domains:
-        session.add(
-            AllowedDomain(
-                letter_id=letter.id,
-                domain=spec.domain,
-                organization=spec.organization,
-                include_subdomains=spec.include_subdomains,
-            )
-        )
+        session.add(spec.rule(letter.id))
         changes.append(f"added {spec.domain} ({spec.organization})")
     letter.goal, letter.closes_at, letter.ask_title = new.goal, new.closes_at, new.ask_title
     letter.updated_at = now

@@ -137,6 +137,31 @@ async def _locked_signature(
     return letter, signature
 
 
+async def _logged(
+    session: AsyncSession,
+    letter: Letter,
+    author: Author,
+    signature: Signature,
+    action: audit.Action,
+    detail: str,
+    now: datetime,
+) -> None:
+    """Say in the audit log what was done to the signature (by its organization and
+    commitment, never its name), and commit."""
+    assert letter.id is not None
+    await audit.record(
+        session,
+        letter.id,
+        author,
+        action,
+        organization=signature.organization,
+        commitment=signature.commitment,
+        detail=detail,
+        now=now,
+    )
+    await session.commit()
+
+
 async def hide_name(
     session: AsyncSession,
     author: Author,
@@ -166,17 +191,8 @@ async def hide_name(
         now=now,
         keys=keys,
     )
-    await audit.record(
-        session,
-        letter.id,
-        author,
-        audit.Action.hid_name,
-        organization=signature.organization,
-        commitment=signature.commitment,
-        detail=f"signed {signature.verified_at.date().isoformat()}",
-        now=now,
-    )
-    await session.commit()
+    detail = f"signed {signature.verified_at.date().isoformat()}"
+    await _logged(session, letter, author, signature, audit.Action.hid_name, detail, now)
 
 
 def parse_reason(reason: Any, details: Any) -> str:
@@ -205,15 +221,8 @@ async def invalidate(
     # withdrawal; then the person is blocked from confirming back in.
     await counting.uncount(session, signature, LedgerKind.invalidated, now)
     await blocks.block(session, letter.id, signature.email_hash, now)
-    await audit.record(
-        session,
-        letter.id,
-        author,
-        audit.Action.invalidated,
-        organization=signature.organization,
-        commitment=signature.commitment,
-        detail=f"{'named' if signature.show_name else 'hidden'}, signed "
-        f"{signature.verified_at.date().isoformat()}; reason {reason}",
-        now=now,
+    detail = (
+        f"{'named' if signature.show_name else 'hidden'}, signed "
+        f"{signature.verified_at.date().isoformat()}; reason {reason}"
     )
-    await session.commit()
+    await _logged(session, letter, author, signature, audit.Action.invalidated, detail, now)

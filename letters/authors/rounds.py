@@ -66,12 +66,29 @@ async def _draft(session: AsyncSession, author: Author, slug: str) -> Letter:
     return letter
 
 
-async def _open(session: AsyncSession, letter: Letter) -> FoundingRound:
+async def _open(session: AsyncSession, author: Author, slug: str) -> tuple[Letter, FoundingRound]:
+    """The draft and its open founding round; NotAllowed when it has none open."""
+    letter = await _draft(session, author, slug)
     found = await founding.round_of(session, letter.id)
     if not founding.is_open(found):
         raise NotAllowed(gettext("This letter has no open founding round."))
     assert found is not None
-    return found
+    return letter, found
+
+
+async def _saved(
+    session: AsyncSession,
+    author: Author,
+    round_: FoundingRound,
+    action: audit.Action,
+    now: datetime,
+    detail: str = "",
+) -> FoundingRound:
+    """Store the round, say what the author did in the audit log, and commit."""
+    session.add(round_)
+    await audit.record(session, round_.letter_id, author, action, detail=detail, now=now)
+    await session.commit()
+    return round_
 
 
 async def open_round(
@@ -95,10 +112,7 @@ async def open_round(
     round_.closed_at = None
     round_.launch_at = None
     round_.time_zone = "UTC"
-    session.add(round_)
-    await audit.record(session, letter.id, author, audit.Action.founding_opened, now=now)
-    await session.commit()
-    return round_
+    return await _saved(session, author, round_, audit.Action.founding_opened, now)
 
 
 async def new_link(
@@ -106,13 +120,9 @@ async def new_link(
 ) -> FoundingRound:
     """Replace the round's link: the old one stops working; signatures stay."""
     now = now or utcnow()
-    letter = await _draft(session, author, slug)
-    round_ = await _open(session, letter)
+    _, round_ = await _open(session, author, slug)
     round_.link_nonce = founding.new_nonce()
-    session.add(round_)
-    await audit.record(session, letter.id, author, audit.Action.founding_link, now=now)
-    await session.commit()
-    return round_
+    return await _saved(session, author, round_, audit.Action.founding_link, now)
 
 
 async def close_round(
@@ -121,20 +131,10 @@ async def close_round(
     """Close the round: its link stops working and its founding signatures are discarded
     (the count starts again at zero). Returns how many were discarded."""
     now = now or utcnow()
-    letter = await _draft(session, author, slug)
-    round_ = await _open(session, letter)
+    letter, round_ = await _open(session, author, slug)
     round_.closed_at = now
-    session.add(round_)
     discarded = await founding.reset(session, letter.id)
-    await audit.record(
-        session,
-        letter.id,
-        author,
-        audit.Action.founding_closed,
-        detail=str(discarded),
-        now=now,
-    )
-    await session.commit()
+    await _saved(session, author, round_, audit.Action.founding_closed, now, str(discarded))
     return discarded
 
 
@@ -148,17 +148,11 @@ async def schedule(
 ) -> FoundingRound:
     """Plan the launch at `launch_at` (UTC), or plan none (None: the authors launch it)."""
     now = now or utcnow()
-    letter = await _draft(session, author, slug)
-    round_ = await _open(session, letter)
+    _, round_ = await _open(session, author, slug)
     round_.launch_at = launch_at
     round_.time_zone = time_zone
-    session.add(round_)
     detail = launch_at.isoformat() if launch_at else ""
-    await audit.record(
-        session, letter.id, author, audit.Action.launch_planned, detail=detail, now=now
-    )
-    await session.commit()
-    return round_
+    return await _saved(session, author, round_, audit.Action.launch_planned, now, detail)
 
 
 async def launch_now(
@@ -170,8 +164,7 @@ async def launch_now(
 ) -> Letter:
     """Make the letter public now, with its founding signatures counted."""
     now = now or utcnow()
-    letter = await _draft(session, author, slug)
-    await _open(session, letter)
+    letter, _ = await _open(session, author, slug)
     await audit.record(session, letter.id, author, audit.Action.launched, now=now)
     await session.flush()
     launched = await founding.launch(session, letter.id, settings, now, author_id=author.id)

@@ -18,7 +18,9 @@ older key sealed, so that no sealed value needs the older key any more.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -111,11 +113,41 @@ class Resealed:
     unopened: int = 0
 
 
+Named = TypeVar("Named", Signature, PendingSignature)
+
+
+def _reseal_names(
+    session: AsyncSession,
+    keys: Keyring,
+    rows: Sequence[Named],
+    read: Callable[[Keyring, Named], tuple[str, str]],
+    write: Callable[[Keyring, Named, str, str], None],
+) -> tuple[int, int]:
+    """Seal again under the current key the hidden names of `rows` an older key sealed:
+    `read` opens a row's name and title, `write` seals them on it. (resealed, unopened)"""
+    resealed = unopened = 0
+    for row in rows:
+        if keys.sealed_under_current(row.sealed_name):
+            continue
+        name, title = read(keys, row)
+        if not (name or title):
+            unopened += 1
+            continue
+        write(keys, row, name, title)
+        session.add(row)
+        resealed += 1
+    return resealed, unopened
+
+
+def _set_on_pending(keys: Keyring, pending: PendingSignature, name: str, title: str) -> None:
+    pending.sealed_name = names.seal(keys, name, title, names.of_pending_row(pending.nonce_hash))
+
+
 async def reseal(session: AsyncSession, keys: Keyring) -> Resealed:
     """Seal again under SECRET_KEY everything sealed under an older key: queued emails,
     hidden names, pending signatures' names. In the caller's transaction (which commits).
     Afterwards no sealed value needs an older key (address hashes still may: see above)."""
-    outbox_count = signature_count = pending_count = unopened = 0
+    outbox_count = unopened = 0
     for message in (await session.exec(select(OutboxMessage).with_for_update())).all():
         if keys.sealed_under_current(message.sealed):
             continue
@@ -128,28 +160,22 @@ async def reseal(session: AsyncSession, keys: Keyring) -> Resealed:
         session.add(message)
         outbox_count += 1
     hidden = select(Signature).where(col(Signature.sealed_name) != "").with_for_update()
-    for signature in (await session.exec(hidden)).all():
-        if keys.sealed_under_current(signature.sealed_name):
-            continue
-        name, title = names.of_signature(keys, signature)
-        if not (name or title):
-            unopened += 1
-            continue
-        names.set_on_signature(keys, signature, name, title)
-        session.add(signature)
-        signature_count += 1
+    signature_count, not_opened = _reseal_names(
+        session,
+        keys,
+        (await session.exec(hidden)).all(),
+        names.of_signature,
+        names.set_on_signature,
+    )
+    unopened += not_opened
     waiting = select(PendingSignature).where(col(PendingSignature.sealed_name) != "")
-    for pending in (await session.exec(waiting.with_for_update())).all():
-        if keys.sealed_under_current(pending.sealed_name):
-            continue
-        name, title = names.of_pending(keys, pending)
-        if not (name or title):
-            unopened += 1
-            continue
-        pending.sealed_name = names.seal(
-            keys, name, title, names.of_pending_row(pending.nonce_hash)
-        )
-        session.add(pending)
-        pending_count += 1
+    pending_count, not_opened = _reseal_names(
+        session,
+        keys,
+        (await session.exec(waiting.with_for_update())).all(),
+        names.of_pending,
+        _set_on_pending,
+    )
+    unopened += not_opened
     await session.flush()
     return Resealed(outbox_count, signature_count, pending_count, unopened)

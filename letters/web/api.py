@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,6 +63,24 @@ def error(status: int, code: str, message: str, field: str | None = None) -> JSO
 
 def not_found() -> JSONResponse:
     return error(404, "not_found", "No published letter has this address.")
+
+
+LetterView = Callable[[Request, LetterSnapshot], Awaitable[Response]]
+
+
+def public_letter(view: LetterView) -> Callable[[Request], Awaitable[Response]]:
+    """A view of the public letter named by the path's `slug`, given its snapshot;
+    `not_found()` where there is none."""
+
+    @functools.wraps(view)
+    async def with_snapshot(request: Request) -> Response:
+        try:
+            snapshot = await letter_snapshot(request, request.path_params["slug"])
+        except LetterNotFound:
+            return not_found()
+        return await view(request, snapshot)
+
+    return with_snapshot
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -156,18 +175,24 @@ def letter_json(request: Request, snapshot: LetterSnapshot) -> dict[str, Any]:
     }
 
 
-async def letter_detail(request: Request) -> Response:
-    slug = request.path_params["slug"]
-    try:
-        snapshot = await letter_snapshot(request, slug)
-    except LetterNotFound:
-        return not_found()
+async def snapshot_json(
+    request: Request,
+    snapshot: LetterSnapshot,
+    name: str,
+    to_json: Callable[[Request, LetterSnapshot], dict[str, Any]],
+) -> Response:
+    """`to_json` of the letter, cached under `name` until the letter changes."""
 
     async def build() -> dict[str, Any]:
-        return letter_json(request, snapshot)
+        return to_json(request, snapshot)
 
-    key = cache.key("api-letter", slug, *version(snapshot))
+    key = cache.key(name, request.path_params["slug"], *version(snapshot))
     return await cached_json(request, key, build, [cache.letter_tag(snapshot.letter.id)])
+
+
+@public_letter
+async def letter_detail(request: Request, snapshot: LetterSnapshot) -> Response:
+    return await snapshot_json(request, snapshot, "api-letter", letter_json)
 
 
 def deliveries_json(request: Request, snapshot: LetterSnapshot) -> dict[str, Any]:
@@ -203,18 +228,9 @@ def deliveries_json(request: Request, snapshot: LetterSnapshot) -> dict[str, Any
     }
 
 
-async def deliveries(request: Request) -> Response:
-    slug = request.path_params["slug"]
-    try:
-        snapshot = await letter_snapshot(request, slug)
-    except LetterNotFound:
-        return not_found()
-
-    async def build() -> dict[str, Any]:
-        return deliveries_json(request, snapshot)
-
-    key = cache.key("api-deliveries", slug, *version(snapshot))
-    return await cached_json(request, key, build, [cache.letter_tag(snapshot.letter.id)])
+@public_letter
+async def deliveries(request: Request, snapshot: LetterSnapshot) -> Response:
+    return await snapshot_json(request, snapshot, "api-deliveries", deliveries_json)
 
 
 @dataclass

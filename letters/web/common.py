@@ -345,6 +345,19 @@ def _tags_of_snapshot(snapshot: LetterSnapshot) -> list[Hashable]:
     return [cache.letter_tag(snapshot.letter.id)]
 
 
+def page_cursor(request: Request, name: str) -> int | None:
+    """The row a list's page starts from, as its link's cursor `?{name}=` holds it; None
+    on the first page; 400 for a cursor this site did not make."""
+    cursor = request.query_params.get(name)
+    if not cursor:
+        return None
+    try:
+        row_id: int = request.app.state.signer.loads_cursor(cursor)
+    except ValueError:
+        raise HTTPException(400, N_("That page link is not valid.")) from None
+    return row_id
+
+
 def tag_answer(request: Request, *tags: Hashable) -> None:
     """Say what this request's answer shows, so the fast path can drop it when that changes."""
     request.scope.setdefault("state", {}).setdefault(cache.ANSWER_TAGS, set()).update(tags)

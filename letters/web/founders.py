@@ -81,6 +81,19 @@ def _too_many(request: Request, token: str, limited: RateLimited) -> Response:
     return render(request, "errors/error.html", context, 429, headers)
 
 
+def _email_sent(
+    request: Request, token: str, found: founding.OpenRound, template: str, subject: str
+) -> Response:
+    """The page saying an email is on its way, and what its `subject` (as set) will be."""
+    context = {
+        "letter": found.letter,
+        "hours": hours(settings_of(request).link_max_age),
+        "subject": i18n.gettext(subject),
+        "here": request.app.url_path_for("founding", token=token),
+    }
+    return render(request, template, context, 200, HEADERS)
+
+
 async def founding_page(request: Request) -> Response:
     token = request.path_params["token"]
     return _page(request, token, await _round(request, token), {}, {})
@@ -90,7 +103,6 @@ async def founding_sign(request: Request) -> Response:
     token = request.path_params["token"]
     data = text_fields(await read_form(request), FORM_FIELDS)
     found = await _round(request, token)
-    settings = settings_of(request)
     rules = SigningRules(found.letter, found.domains, founding=True)
     try:
         link = await sign_request(request, found.letter.slug, data, rules)
@@ -100,13 +112,8 @@ async def founding_sign(request: Request) -> Response:
         return _page(request, token, found, data, {error.field: error.message}, 422)
     except RateLimited as limited:
         return _too_many(request, token, limited)
-    context = {
-        "letter": found.letter,
-        "hours": hours(settings.link_max_age),
-        "subject": i18n.gettext(settings.mail_subject),
-        "here": request.app.url_path_for("founding", token=token),
-    }
-    response = render(request, "founding/check_email.html", context, 200, HEADERS)
+    subject = settings_of(request).mail_subject
+    response = _email_sent(request, token, found, "founding/check_email.html", subject)
     response.background = send_soon(request, link.leased or link.outbox_id)
     return response
 
@@ -135,14 +142,9 @@ async def founding_manage(request: Request) -> Response:
         return _page(request, token, found, {}, {}, 422, **context)
     except RateLimited as limited:
         return _too_many(request, token, limited)
-    context = {
-        "letter": found.letter,
-        "hours": hours(settings.link_max_age),
-        "subject": i18n.gettext(settings.mail_manage_subject),
-        "here": request.app.url_path_for("founding", token=token),
-    }
     run_job_later(request, job)
-    return render(request, "founding/manage_sent.html", context, 200, HEADERS)
+    subject = settings.mail_manage_subject
+    return _email_sent(request, token, found, "founding/manage_sent.html", subject)
 
 
 routes = [

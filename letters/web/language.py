@@ -26,6 +26,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from letters import i18n
+from letters.web import HTTPMiddleware
 from letters.web.common import settings_of
 from letters.web.routing import RouteIndex
 
@@ -207,18 +208,15 @@ class Chooser:
         return language, kind
 
 
-class LocaleMiddleware:
+class LocaleMiddleware(HTTPMiddleware):
     """Sets the request's language (chosen by `choose`, or earlier by the fast path) for the
     views, and says it on HTML answers, with whether they vary with the reader's."""
 
     def __init__(self, app: ASGIApp, choose: Chooser) -> None:
-        self.app = app
+        super().__init__(app)
         self.choose = choose
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         language, kind = self.choose(scope)
         if kind == NO_LANGUAGE:
             with i18n.using(language):

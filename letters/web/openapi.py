@@ -22,6 +22,14 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _record(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """An object schema whose properties are all required."""
+    schema: dict[str, Any] = {"type": "object"}
+    if description:
+        schema["description"] = description
+    return schema | {"required": list(properties), "properties": properties}
+
+
 SLUG = {
     "name": "slug",
     "in": "path",
@@ -31,58 +39,31 @@ SLUG = {
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
+    "Error": _record(
+        {
+            "error": _record(
+                {
                     "code": {"type": "string"},
                     "message": {"type": "string"},
                     "field": {"type": ["string", "null"]},
-                },
-            }
-        },
-    },
-    "LetterSummary": {
-        "type": "object",
-        "required": ["slug", "title", "status", "verified_count", "url"],
-        "properties": {
+                }
+            )
+        }
+    ),
+    "LetterSummary": _record(
+        {
             "slug": {"type": "string"},
             "title": {"type": "string"},
             "status": {"enum": ["published", "closed"]},
             "verified_count": {"type": "integer", "minimum": 0},
             "url": {"type": "string", "format": "uri"},
-        },
-    },
-    "Letters": {
-        "type": "object",
-        "required": ["letters"],
-        "properties": {
-            "letters": {"type": "array", "items": {"$ref": "#/components/schemas/LetterSummary"}}
-        },
-    },
-    "Letter": {
-        "type": "object",
-        "description": "verified_count == named_count + hidden_count == sum of organizations",
-        "required": [
-            "slug",
-            "title",
-            "status",
-            "url",
-            "published_at",
-            "closed_at",
-            "allowed_domains",
-            "verified_count",
-            "named_count",
-            "hidden_count",
-            "organizations",
-            "updated_at",
-            "ledger",
-        ],
-        "properties": {
+        }
+    ),
+    "Letters": _record(
+        {"letters": {"type": "array", "items": {"$ref": "#/components/schemas/LetterSummary"}}}
+    ),
+    "Letter": _record(
+        {
             "slug": {"type": "string"},
             "title": {"type": "string"},
             "status": {"enum": ["published", "closed"]},
@@ -96,25 +77,20 @@ SCHEMAS: dict[str, Any] = {
             "organizations": {
                 "type": "array",
                 "description": "Largest first.",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "count"],
-                    "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},
-                },
+                "items": _record({"name": {"type": "string"}, "count": {"type": "integer"}}),
             },
             "updated_at": {"type": "string", "format": "date-time"},
-            "ledger": {
-                "type": "object",
-                "description": "The public ledger's length and the hash of its last entry.",
-                "required": ["length", "head", "url"],
-                "properties": {
+            "ledger": _record(
+                {
                     "length": {"type": "integer", "minimum": 0},
                     "head": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                     "url": {"type": "string", "format": "uri"},
                 },
-            },
+                description="The public ledger's length and the hash of its last entry.",
+            ),
         },
-    },
+        description="verified_count == named_count + hidden_count == sum of organizations",
+    ),
     "LedgerEntry": {
         "type": "object",
         "description": "One line of the ledger download. `hash` is SHA-256 of the canonical JSON "
@@ -161,28 +137,13 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "Deliveries": {
-        "type": "object",
-        "required": ["deliveries", "follow_ups"],
-        "properties": {
+    "Deliveries": _record(
+        {
             "deliveries": {
                 "type": "array",
                 "description": "Oldest first.",
-                "items": {
-                    "type": "object",
-                    "required": [
-                        "recipient",
-                        "method",
-                        "delivered_on",
-                        "version",
-                        "verified_count",
-                        "recorded_at",
-                        "state",
-                        "ledger_seq",
-                        "digest",
-                        "snapshot_url",
-                    ],
-                    "properties": {
+                "items": _record(
+                    {
                         "recipient": {"type": "string"},
                         "method": {
                             "enum": ["email", "other"],
@@ -201,49 +162,43 @@ SCHEMAS: dict[str, Any] = {
                         "ledger_seq": {"type": "integer", "minimum": 1},
                         "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                         "snapshot_url": {"type": "string", "format": "uri"},
-                    },
-                },
+                    }
+                ),
             },
             "follow_ups": {
                 "type": "array",
                 "description": "The recipient's replies and later outcomes, in date order.",
-                "items": {
-                    "type": "object",
-                    "required": ["kind", "date", "source", "text", "recorded_at"],
-                    "properties": {
+                "items": _record(
+                    {
                         "kind": {"enum": ["reply", "outcome"]},
                         "date": {"type": "string", "format": "date"},
                         "source": {"type": ["string", "null"]},
                         "text": {"type": "string", "description": "Markdown"},
                         "recorded_at": {"type": "string", "format": "date-time"},
-                    },
-                },
+                    }
+                ),
             },
-        },
-    },
-    "Signatures": {
-        "type": "object",
-        "required": ["signatures", "next"],
-        "properties": {
+        }
+    ),
+    "Signatures": _record(
+        {
             "signatures": {
                 "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "title", "organization", "signed_at"],
-                    "properties": {
+                "items": _record(
+                    {
                         "name": {"type": "string"},
                         "title": {"type": ["string", "null"]},
                         "organization": {"type": "string"},
                         "signed_at": {"type": "string", "format": "date"},
-                    },
-                },
+                    }
+                ),
             },
             "next": {
                 "type": ["string", "null"],
                 "description": "Pass as `after` for the next page; null on the last page.",
             },
-        },
-    },
+        }
+    ),
     "SignRequest": {
         "type": "object",
         "required": ["email"],
@@ -278,27 +233,19 @@ SCHEMAS: dict[str, Any] = {
             },
         ],
     },
-    "Accepted": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {"status": {"const": "check_your_email"}},
-    },
-    "VerifyRequest": {
-        "type": "object",
-        "required": ["token"],
-        "properties": {
+    "Accepted": _record({"status": {"const": "check_your_email"}}),
+    "VerifyRequest": _record(
+        {
             "token": {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 1000,
                 "description": "The token from the emailed link (after /confirm/).",
             }
-        },
-    },
-    "Verified": {
-        "type": "object",
-        "required": ["status", "outcome", "letter", "receipt"],
-        "properties": {
+        }
+    ),
+    "Verified": _record(
+        {
             "status": {"const": "verified"},
             "outcome": {
                 "enum": ["verified", "updated"],
@@ -310,8 +257,8 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Shown once and never stored: finds the signer's ledger entry "
                 "(null when the signature was already counted).",
             },
-        },
-    },
+        }
+    ),
 }
 
 PATHS: dict[str, Any] = {

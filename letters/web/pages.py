@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from letters import i18n
 from letters.forms import FieldError
-from letters.i18n import N_, ngettext
+from letters.i18n import ngettext
 from letters.mail.compose import hours
 from letters.ratelimit import RateLimited
 from letters.record.public import LetterSnapshot, list_public_letters, named_signatures
@@ -27,6 +26,7 @@ from letters.web.common import (
     db_session,
     etag_for,
     forget_letter,
+    page_cursor,
     read_form,
     render,
     render_text,
@@ -170,13 +170,7 @@ async def check_email(request: Request) -> Response:
 
 async def signatures_page(request: Request) -> Response:
     signer = request.app.state.signer
-    after = request.query_params.get("after")
-    after_id = None
-    if after:
-        try:
-            after_id = signer.loads_cursor(after)
-        except ValueError:
-            raise HTTPException(400, N_("That page link is not valid.")) from None
+    after_id = page_cursor(request, "after")
     slug = request.path_params["slug"]
     letter = (await snapshot_or_404(request, slug)).letter
 

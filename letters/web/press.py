@@ -11,10 +11,15 @@ from starlette.routing import Route
 from letters import i18n
 from letters.chart import chart_svg, cumulative
 from letters.models import utcnow
-from letters.record.public import LetterNotFound, daily_counts, named_signatures
+from letters.record.public import (
+    LetterNotFound,
+    LetterSnapshot,
+    daily_counts,
+    named_signatures,
+)
 from letters.spreadsheet import to_csv
 from letters.web import cache
-from letters.web.api import iso_day, not_found
+from letters.web.api import iso_day, public_letter
 from letters.web.common import (
     HTML,
     cached,
@@ -140,13 +145,10 @@ def _attachment(name: str) -> dict[str, str]:
     }
 
 
-async def signatures_csv(request: Request) -> Response:
+@public_letter
+async def signatures_csv(request: Request, snapshot: LetterSnapshot) -> Response:
     """Every verified signature whose signer chose to show their name, oldest first."""
-    slug = request.path_params["slug"]
-    try:
-        letter = (await letter_snapshot(request, slug)).letter
-    except LetterNotFound:
-        return not_found()
+    slug, letter = request.path_params["slug"], snapshot.letter
 
     async def rows() -> AsyncIterator[str]:
         yield to_csv([["name", "title", "organization", "signed_at"]])
@@ -165,13 +167,10 @@ async def signatures_csv(request: Request) -> Response:
     )
 
 
-async def daily_csv(request: Request) -> Response:
+@public_letter
+async def daily_csv(request: Request, snapshot: LetterSnapshot) -> Response:
     """Verified signatures per UTC day and organization."""
-    slug = request.path_params["slug"]
-    try:
-        letter = (await letter_snapshot(request, slug)).letter
-    except LetterNotFound:
-        return not_found()
+    slug, letter = request.path_params["slug"], snapshot.letter
     async with db_session(request) as session:
         rows = await daily_counts(session, letter)
     body = to_csv([["day", "organization", "verified"], *[list(row) for row in rows]])

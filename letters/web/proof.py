@@ -17,7 +17,7 @@ from letters.record import ledger, snapshots
 from letters.record.public import LetterNotFound, LetterSnapshot
 from letters.record.public import delivered_snapshot as delivered_snapshot_of
 from letters.web import cache
-from letters.web.api import error, not_found
+from letters.web.api import error, not_found, public_letter
 from letters.web.common import (
     cached,
     conditional,
@@ -95,13 +95,10 @@ def snapshot_payload(request: Request, snapshot: LetterSnapshot) -> dict[str, An
     return snapshots.payload(settings_of(request).base_url, snapshot.letter, snapshot.tally)
 
 
-async def snapshot(request: Request) -> Response:
+@public_letter
+async def snapshot(request: Request, shown: LetterSnapshot) -> Response:
     """`/api/letters/{slug}/snapshot`: the counts and ledger head as a signed JWS."""
     slug = request.path_params["slug"]
-    try:
-        shown = await letter_snapshot(request, slug)
-    except LetterNotFound:
-        return not_found()
 
     async def load() -> tuple[bytes, str]:
         payload = snapshot_payload(request, shown)
@@ -113,14 +110,12 @@ async def snapshot(request: Request) -> Response:
     return conditional(request, body, etag, "application/jose", "public, max-age=1")
 
 
-async def delivered_snapshot(request: Request) -> Response:
+@public_letter
+async def delivered_snapshot(request: Request, shown: LetterSnapshot) -> Response:
     """`/api/letters/{slug}/deliveries/{seq}/snapshot`: the signed snapshot delivered with
     ledger entry `seq`, byte for byte as attached; the entry's digest is its SHA-256."""
     slug, number = request.path_params["slug"], request.path_params["seq"]
-    try:
-        letter = (await letter_snapshot(request, slug)).letter
-    except LetterNotFound:
-        return not_found()
+    letter = shown.letter
     token = None
     seq = int(number) if number.isascii() and number.isdigit() and len(number) <= 9 else 0
     if seq > 0:

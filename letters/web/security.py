@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from letters.i18n import N_, gettext
 from letters.tokens import CSRF, Signer
-from letters.web import is_api
+from letters.web import HTTPMiddleware, is_api
 
 CSRF_COOKIE = "csrftoken"
 CSRF_FIELD = "csrftoken"
@@ -125,17 +125,14 @@ def check_csrf(request: Request, form: FormData) -> None:
         raise CSRFError
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HTTPMiddleware):
     """Adds security headers to every response and sets the CSRF cookie when one was made."""
 
     def __init__(self, app: ASGIApp, secure_cookies: bool) -> None:
-        self.app = app
+        super().__init__(app)
         self.secure_cookies = secure_cookies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -170,7 +167,7 @@ class BodyTooSlow(Exception):
 BODY_ERRORS = (BodyTooLarge, BodyTooSlow, ClientDisconnect)
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HTTPMiddleware):
     """Refuses request bodies over `max_bytes` with 413, before reading them whole, and
     bodies that stall for `read_timeout` seconds between parts with 408, so slow clients
     cannot hold workers. A client that goes away mid-body ends its request quietly: there
@@ -181,14 +178,11 @@ class BodyLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = 10.0) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

@@ -3,6 +3,7 @@ revise openly, change settings, close and reopen, and manage co-authors."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -25,13 +26,15 @@ from letters.authors.letter_form import (
 from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.markdown import render_markdown
-from letters.models import Author, LetterStatus, LetterVersion, utcnow
+from letters.models import AllowedDomain, Author, LetterStatus, LetterVersion, utcnow
 from letters.record import founding
-from letters.web.common import NO_STORE, db_session, send_soon
+from letters.web.common import db_session, send_soon
 from letters.web.workspace.session import (
     forget_letter,
     path_id,
+    posted_slug,
     read_author_form,
+    redirect_to,
     render,
     signed_in,
 )
@@ -42,15 +45,21 @@ EDITOR_FIELDS = 12 + 3 * MAX_DOMAINS
 
 
 def _overview(request: Request, slug: str, **flags: str) -> Response:
-    url = request.app.url_path_for("author_letter", slug=slug)
-    if flags:
-        url += "?" + "&".join(f"{key}={value}" for key, value in flags.items())
-    return RedirectResponse(url, status_code=303, headers=NO_STORE)
+    return redirect_to(request, "author_letter", slug, **flags)
 
 
 async def _access(request: Request, author: Author, slug: str, owner: bool = False) -> Access:
     async with db_session(request) as session:
         return await letter_for(session, author, slug, owner=owner)
+
+
+async def _with_rules(
+    request: Request, author: Author, slug: str
+) -> tuple[Access, Sequence[AllowedDomain]]:
+    """The author's access to the letter, and the domains whose staff may sign it."""
+    async with db_session(request) as session:
+        access = await letter_for(session, author, slug)
+        return access, await drafts.domains_of(session, access.letter.id)
 
 
 def _rows_from_form(form: dict[str, str], extra: int = 0) -> list[dict[str, Any]]:
@@ -145,9 +154,7 @@ async def new_letter(request: Request, author: Author) -> Response:
 @signed_in
 async def edit(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
-    async with db_session(request) as session:
-        access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)
+    access, rules = await _with_rules(request, author, slug)
     letter = access.letter
     if letter.status != LetterStatus.draft:
         target = "author_revise" if letter.status == LetterStatus.published else "author_letter"
@@ -195,24 +202,19 @@ async def overview(request: Request, author: Author) -> Response:
 async def preview(request: Request, author: Author) -> Response:
     """The saved text as the public will see it."""
     slug = request.path_params["slug"]
-    async with db_session(request) as session:
-        access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)
+    access, rules = await _with_rules(request, author, slug)
     context = {"letter": access.letter, "domains": rules}
     return render(request, "authors/preview.html", context)
 
 
 @signed_in
 async def publish(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=5)
+    slug = await posted_slug(request)
     try:
         async with db_session(request, write=True) as session:
             await drafts.publish(session, author, slug)
     except drafts.PublishRefused as refused:
-        async with db_session(request) as session:
-            access = await letter_for(session, author, slug)
-            rules = await drafts.domains_of(session, access.letter.id)
+        access, rules = await _with_rules(request, author, slug)
         context = {
             "letter": access.letter,
             "access": access,
@@ -229,32 +231,29 @@ async def publish(request: Request, author: Author) -> Response:
     return _overview(request, slug, published="1")
 
 
+async def _change_status(request: Request, author: Author, change: Any, flag: str) -> Response:
+    """Close or reopen: `change` is drafts.close or drafts.reopen; `flag` says it on the page."""
+    slug = await posted_slug(request)
+    async with db_session(request, write=True) as session:
+        await change(session, author, slug)
+    await forget_letter(request, slug)
+    return _overview(request, slug, **{flag: "1"})
+
+
 @signed_in
 async def close(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=5)
-    async with db_session(request, write=True) as session:
-        await drafts.close(session, author, slug)
-    await forget_letter(request, slug)
-    return _overview(request, slug, closed="1")
+    return await _change_status(request, author, drafts.close, "closed")
 
 
 @signed_in
 async def reopen(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=5)
-    async with db_session(request, write=True) as session:
-        await drafts.reopen(session, author, slug)
-    await forget_letter(request, slug)
-    return _overview(request, slug, reopened="1")
+    return await _change_status(request, author, drafts.reopen, "reopened")
 
 
 @signed_in
 async def settings_page(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
-    async with db_session(request) as session:
-        access = await letter_for(session, author, slug)
-        rules = await drafts.domains_of(session, access.letter.id)
+    access, rules = await _with_rules(request, author, slug)
     letter = access.letter
     if letter.status == LetterStatus.draft:
         return RedirectResponse(request.app.url_path_for("author_edit", slug=slug), 303)
@@ -385,8 +384,7 @@ async def authors_page(request: Request, author: Author) -> Response:
 
 @signed_in
 async def remove_author(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=5)
+    slug = await posted_slug(request)
     target = path_id(request, "author_id")
     async with db_session(request, write=True) as session:
         await coauthors.remove(session, author, slug, target)

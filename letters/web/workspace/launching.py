@@ -15,16 +15,20 @@ from letters.authors.letter_form import FormErrors
 from letters.models import Author, LetterStatus, utcnow
 from letters.record import founding
 from letters.web.common import NO_STORE, db_session, settings_of
-from letters.web.workspace.session import forget_letter, read_author_form, render, signed_in
+from letters.web.workspace.session import (
+    forget_letter,
+    posted_slug,
+    read_author_form,
+    redirect_to,
+    render,
+    signed_in,
+)
 
 FIELDS = 5
 
 
 def _here(request: Request, slug: str, **flags: str) -> Response:
-    url = request.app.url_path_for("author_founding", slug=slug)
-    if flags:
-        url += "?" + "&".join(f"{key}={value}" for key, value in flags.items())
-    return RedirectResponse(url, status_code=303, headers=NO_STORE)
+    return redirect_to(request, "author_founding", slug, **flags)
 
 
 async def _page(
@@ -79,8 +83,7 @@ async def founding_page(request: Request, author: Author) -> Response:
 
 @signed_in
 async def open_round(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=FIELDS)
+    slug = await posted_slug(request, FIELDS)
     try:
         async with db_session(request, write=True) as session:
             await rounds.open_round(session, author, slug)
@@ -91,8 +94,7 @@ async def open_round(request: Request, author: Author) -> Response:
 
 @signed_in
 async def new_link(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=FIELDS)
+    slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
         await rounds.new_link(session, author, slug)
     return _here(request, slug, relinked="1")
@@ -100,8 +102,7 @@ async def new_link(request: Request, author: Author) -> Response:
 
 @signed_in
 async def close_round(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=FIELDS)
+    slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
         discarded = await rounds.close_round(session, author, slug)
     return _here(request, slug, closed=str(discarded))
@@ -126,8 +127,7 @@ async def plan_launch(request: Request, author: Author) -> Response:
 
 @signed_in
 async def launch_now(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=FIELDS)
+    slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
         await rounds.launch_now(session, author, slug, settings_of(request))
     await forget_letter(request, slug)

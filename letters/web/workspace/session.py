@@ -108,6 +108,22 @@ async def read_author_form(request: Request, max_fields: int = 20) -> dict[str, 
     return await read_form(request, max_fields, settings_of(request).max_body_bytes)
 
 
+async def posted_slug(request: Request, max_fields: int = 5) -> str:
+    """For a form that is only a button: read it (it holds little more than its CSRF
+    token); the slug of the letter it acts on."""
+    await read_author_form(request, max_fields=max_fields)
+    slug: str = request.path_params["slug"]
+    return slug
+
+
+def redirect_to(request: Request, route: str, slug: str, **flags: str) -> Response:
+    """See other: the letter's author page `route`, with `flags` saying what was done."""
+    url = request.app.url_path_for(route, slug=slug)
+    if flags:
+        url += "?" + "&".join(f"{key}={value}" for key, value in flags.items())
+    return RedirectResponse(url, status_code=303, headers=NO_STORE)
+
+
 def with_session(request: Request, response: Response, token: str) -> Response:
     response.set_cookie(
         SESSION_COOKIE,

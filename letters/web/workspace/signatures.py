@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -14,14 +13,15 @@ from starlette.routing import Route
 from letters.authors import audit, export, moderation
 from letters.authors.access import letter_for
 from letters.forms import FieldError
-from letters.i18n import N_, gettext
+from letters.i18n import gettext
 from letters.models import Author, utcnow
 from letters.record.public import tally
-from letters.web.common import NO_STORE, db_session, settings_of
+from letters.web.common import NO_STORE, db_session, page_cursor, settings_of
 from letters.web.workspace.session import (
     forget_letter,
     message,
     path_id,
+    posted_slug,
     read_author_form,
     render,
     signed_in,
@@ -37,13 +37,7 @@ async def signatures(request: Request, author: Author) -> Response:
     """Newest first: public names with their titles, hidden ones only as organization and date."""
     slug = request.path_params["slug"]
     signer = request.app.state.signer
-    before = request.query_params.get("before")
-    before_id = None
-    if before:
-        try:
-            before_id = signer.loads_cursor(before)
-        except ValueError:
-            raise HTTPException(400, N_("That page link is not valid.")) from None
+    before_id = page_cursor(request, "before")
     named_only = request.query_params.get("named") == "1"
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
@@ -65,8 +59,7 @@ async def signatures(request: Request, author: Author) -> Response:
 
 @signed_in
 async def hide(request: Request, author: Author) -> Response:
-    slug = request.path_params["slug"]
-    await read_author_form(request, max_fields=5)
+    slug = await posted_slug(request)
     try:
         async with db_session(request, write=True) as session:
             signature_id = path_id(request, "signature_id")
