@@ -143,10 +143,8 @@ async def request_link(
         settings.limit_window,
         now,
     )
-    args = {"email": email, "next": next_path, "language": i18n.current()}
-    job_id = await outbox.enqueue(session, settings.keys, outbox.Job(SIGN_IN_JOB, args), now)
-    await session.commit()
-    return job_id
+    args = {"email": email, "next": next_path}
+    return await outbox.queue_job(session, settings.keys, SIGN_IN_JOB, args, now)
 
 
 async def prepare_link(

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from letters import i18n
 from letters.mail.backend import Attachment, Channels, MailBackend, MailError, Message
 from letters.models import Delivery, Letter, OutboxMessage, utcnow
 from letters.sealing import OUTBOX, Keyring, Unsealable
@@ -72,6 +73,17 @@ async def enqueue(
     session.add(row)
     await session.flush()
     return row.id
+
+
+async def queue_job(
+    session: AsyncSession, keys: Keyring, kind: str, args: dict[str, Any], now: datetime
+) -> int:
+    """Queue a job (`Job`) in the reader's language and commit: the request that asks for
+    it has done its work. Returns the job's id, for the process's job runner."""
+    job = Job(kind, {**args, "language": i18n.current()})
+    job_id = await enqueue(session, keys, job, now)
+    await session.commit()
+    return job_id
 
 
 def new_id() -> int:

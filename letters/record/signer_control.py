@@ -140,10 +140,8 @@ async def request_link(
     )
     # After a key change, what this address's older hash names moves to this one.
     await rekey.address(session, settings.keys, address.canonical, email_hash)
-    args = {"letter_id": letter.id, "email": address.email, "language": i18n.current()}
-    job_id = await outbox.enqueue(session, settings.keys, outbox.Job(MANAGE_LINK_JOB, args), now)
-    await session.commit()
-    return job_id
+    args = {"letter_id": letter.id, "email": address.email}
+    return await outbox.queue_job(session, settings.keys, MANAGE_LINK_JOB, args, now)
 
 
 async def prepare_link(
