@@ -13,6 +13,7 @@ worthless afterwards, and a forged cookie fails the signature check before any l
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +51,8 @@ from letters.tokens import LinkUsed, Signer
 SESSION_SALT = "author-session"
 LINK_MAX_AGE = 3600  # sign-in links are used at once; an hour is plenty
 SESSION_DAYS = 14
+DEVICE_SALT = "author-device"
+DEVICE_DAYS = 365
 
 
 class NotAnAuthor(Exception):
@@ -122,6 +125,7 @@ async def request_link(
     signer: Signer,
     settings: Settings,
     next_path: str | None = None,
+    device: str | None = None,
     now: datetime | None = None,
 ) -> int:
     """Queue a sign-in link for an address, emailed only if it is an author's. Commits.
@@ -131,13 +135,21 @@ async def request_link(
     rate limits and one sealed job); the sender decides (`prepare_link`), after the answer
     has gone, so neither the page nor its timing tells who writes letters here. Returns
     the job's outbox id. Raises FieldError or RateLimited (then nothing is written).
+
+    Anyone may ask for links to any address, so an address's limit could be spent by
+    someone else to keep its owner from signing in. `device` is the cookie of a browser
+    that signed in as this address before (`device_cookie`): its requests draw on a limit
+    of its own, which no one else's requests spend.
     """
     now = now or utcnow()
     email = normalize_email(raw_email)
+    address_key = "author:" + signer.key_hash("author-email", email)
+    own = device_key(signer, device, email)
     await hit(
         session,
         [
-            Limit("author:" + signer.key_hash("author-email", email), settings.limit_per_address),
+            # A browser that signed in as this address before spends a budget of its own.
+            Limit(own or address_key, settings.limit_per_address),
             Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
         ],
         settings.limit_window,
@@ -145,6 +157,30 @@ async def request_link(
     )
     args = {"email": email, "next": next_path}
     return await outbox.queue_job(session, settings.keys, SIGN_IN_JOB, args, now)
+
+
+def device_cookie(signer: Signer, email: str) -> str:
+    """The value a browser keeps once it signed in as `email` by link: signed, naming the
+    address only by a keyed hash, with a random id so each browser's budget is its own."""
+    address = signer.key_hash("author-email", normalize_email(email))
+    return signer.untimed(DEVICE_SALT).dumps([address, secrets.token_hex(8)])
+
+
+def device_key(signer: Signer, cookie: str | None, email: str) -> str | None:
+    """The rate-limit key of this browser's own budget for `email`, if `cookie` came from
+    `device_cookie` for that address; else None (any other cookie counts for nothing)."""
+    if not cookie or len(cookie) > 200:
+        return None
+    try:
+        value = signer.untimed(DEVICE_SALT).loads(cookie)
+    except BadSignature:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        return None
+    address, browser = value
+    if not hmac.compare_digest(address, signer.key_hash("author-email", email)):
+        return None
+    return f"author-device:{address}:{browser}"
 
 
 async def prepare_link(

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from sqlmodel import select
+from starlette.testclient import TestClient
 
 from letters.authors.accounts import add_admin
 from letters.models import AuditEntry, AuthorLink, AuthorSession, Signature, utcnow
@@ -394,6 +395,47 @@ def test_sign_in_emails_are_rate_limited(client, engine, mailbox):
     assert limited.status_code == 429 and limited.headers["retry-after"]
     bad = post_form(client, "/authors/sign-in", {"email": "no"}, page="/authors/sign-in")
     assert bad.status_code == 422 and 'aria-describedby="email-hint email-error"' in bad.text
+
+
+def test_strangers_spending_an_authors_limit_never_lock_the_author_out(app, engine, mailbox):
+    # Anyone may ask for sign-in links to any address; a browser that signed in by link
+    # before has a limit of its own, which those requests cannot spend.
+    add_admin(engine, "ada@example.org")
+    with TestClient(app) as author, TestClient(app) as stranger:
+        sign_in_by_email(author, mailbox, "ada@example.org")
+        assert "letters_device" in author.cookies
+        post_form(author, "/authors/sign-out", page="/authors")
+        for _ in range(4):  # what is left of the address's limit after that first link
+            asked = post_form(
+                stranger, "/authors/sign-in", {"email": "ada@example.org"}, page="/authors/sign-in"
+            )
+            assert asked.status_code == 303
+        refused = post_form(
+            stranger, "/authors/sign-in", {"email": "Ada@example.org"}, page="/authors/sign-in"
+        )
+        assert refused.status_code == 429
+        # The author's own browser still gets its link, and signs in with it.
+        mailbox.wait_for(5)
+        sign_in_by_email(author, mailbox, "ada@example.org")
+        assert author.get("/authors", follow_redirects=False).status_code == 200
+
+        # The cookie is the author's browser's own: for another address it counts for
+        # nothing, and a forged one neither.
+        add_admin(engine, "bob@example.org")
+        for _ in range(5):
+            post_form(
+                stranger, "/authors/sign-in", {"email": "bob@example.org"}, page="/authors/sign-in"
+            )
+        post_form(author, "/authors/sign-out", page="/authors")
+        other = post_form(
+            author, "/authors/sign-in", {"email": "bob@example.org"}, page="/authors/sign-in"
+        )
+        assert other.status_code == 429
+        stranger.cookies.set("letters_device", "forged.value", path="/authors")
+        forged = post_form(
+            stranger, "/authors/sign-in", {"email": "ada@example.org"}, page="/authors/sign-in"
+        )
+        assert forged.status_code == 429
 
 
 def test_every_author_form_field_has_a_label(client, engine, mailbox):

@@ -23,6 +23,9 @@ from letters.web import cache, common
 from letters.web.common import NO_STORE, db_session, read_form, settings_of
 
 SESSION_COOKIE = "letters_author"
+# Kept by a browser that signed in by link: its own budget of sign-in links (see
+# authors.accounts.device_key). Not a session: it opens nothing.
+DEVICE_COOKIE = "letters_device"
 COOKIE_PATH = "/authors"
 SAFE_NEXT = re.compile(r"\A/authors(/[a-z0-9\-/]*)?\Z")
 

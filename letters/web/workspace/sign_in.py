@@ -19,6 +19,7 @@ from letters.web import oidc
 from letters.web.common import NO_STORE, client_host, db_session, run_job_later, settings_of
 from letters.web.workspace.session import (
     COOKIE_PATH,
+    DEVICE_COOKIE,
     SESSION_COOKIE,
     current_author,
     message,
@@ -58,6 +59,7 @@ async def sign_in(request: Request) -> Response:
                 signer=request.app.state.signer,
                 settings=settings_of(request),
                 next_path=safe_next(form.get("next")),
+                device=request.cookies.get(DEVICE_COOKIE),
             )
     except FieldError as error:
         return _sign_in_page(request, 422, {error.field: error.message}, form=form)
@@ -107,11 +109,25 @@ async def link_confirm(request: Request) -> Response:
     form = await read_author_form(request, max_fields=5)
     async with db_session(request, write=True) as session:
         try:
-            _, session_token = await accounts.use_link(session, token, request.app.state.signer)
+            author, session_token = await accounts.use_link(
+                session, token, request.app.state.signer
+            )
         except TokenError as error:
             return _link_problem(request, error)
     target = safe_next(form.get("next")) or request.app.url_path_for("author_home")
-    return with_session(request, RedirectResponse(target, 303, headers=NO_STORE), session_token)
+    response = RedirectResponse(target, 303, headers=NO_STORE)
+    # This browser proved it reads the address's mail: its next requests for a link draw
+    # on a limit of their own (accounts.device_key), which strangers cannot spend.
+    response.set_cookie(
+        DEVICE_COOKIE,
+        accounts.device_cookie(request.app.state.signer, author.email),
+        max_age=accounts.DEVICE_DAYS * 86400,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=settings_of(request).base_url.startswith("https"),
+    )
+    return with_session(request, response, session_token)
 
 
 async def sign_out(request: Request) -> Response:
