@@ -1,16 +1,17 @@
 """Does a manage or author sign-in request take longer for a signer (an author) than for a
 stranger? Timed from outside, as an attacker would, with curl.
 
-    python -m bench.oracle [--requests 200] [--workers 1] [--database letters_bench_oracle]
+    python -m bench.oracle [--requests 200] [--workers 1] [--database NAME | --sqlite]
 
-The app runs as in production (PostgreSQL, mail sent in the app over SMTP to bench/sink.py,
-limits raised so that the run is not refused). One address signs and confirms, one author
-account exists; then each kind of request is sent `--requests` times for the known address
-and as often for a stranger at the same domain, alternating, each with a new curl process
-and connection, each followed at once by the same request for a third address (a probe:
-work a request leaves behind, such as an email made right after the answer, slows it).
-The times curl reports are compared, of the requests and of the probes after them:
-medians, and a Mann-Whitney U test (|z| < 2: no difference this test can see).
+The app runs as in production (PostgreSQL, or SQLite with --sqlite; mail sent in the app
+over SMTP to bench/sink.py, limits raised so that the run is not refused). One address
+signs and confirms, one author account exists; then each kind of request is sent
+`--requests` times for the known address and as often for a stranger at the same domain,
+alternating, each with a new curl process and connection, each followed at once by the
+same request for a third address (a probe: work a request leaves behind, such as an email
+made right after the answer, slows it). The times curl reports are compared, of the
+requests and of the probes after them: medians, and a Mann-Whitney U test (|z| < 2: no
+difference this test can see).
 """
 
 from __future__ import annotations
@@ -123,11 +124,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database", default="letters_bench_oracle")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite (a file here) instead")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     common.print_machine(common.machine())
     workdir = Path(tempfile.mkdtemp(prefix="letters-oracle-"))
-    db_url = common.reset_database(args.database)
+    if args.sqlite:
+        db_url = f"sqlite:///{workdir / 'letters.db'}"
+        demo = str(common.run_root() / "letters/demo/microsoft-ice.md")
+        for command in (["migrate"], ["import", demo]):
+            subprocess.run(
+                [common.PYTHON, "-m", "letters.cli", *command],
+                env=common.app_env(db_url, "http://127.0.0.1:1"),
+                cwd=common.run_root(),
+                check=True,
+                timeout=120,
+                stdout=subprocess.DEVNULL,
+            )
+    else:
+        db_url = common.reset_database(args.database)
     tokens = workdir / "tokens.txt"
     tokens.write_text("")
     source, mail_env, _ = storm.start_token_source("smtp", db_url, tokens, workdir)
