@@ -36,6 +36,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters import i18n
+from letters.db import on_its_own
 from letters.mail.backend import Attachment, Channels, MailBackend, MailError, Message
 from letters.models import Delivery, Letter, OutboxMessage, utcnow
 from letters.sealing import OUTBOX, Keyring, Unsealable
@@ -334,9 +335,17 @@ async def _send_one(
             await session.commit()
         return DrainResult(failed=1)
     async with maker() as session:
-        await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
-        await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
-        await tallies.record(session, message.channel, tallies.SENT, utcnow())
+        gone = delete(OutboxMessage).where(col(OutboxMessage.id) == row.id)
+        if row.delivery_id is None and on_its_own(session):
+            # PostgreSQL, the common case: the row deleted and the attempt counted in one
+            # statement on its own, so the tally's row is held for that statement only.
+            await session.connection(execution_options=on_its_own(session))
+            sent = tallies.counted(session, message.channel, tallies.SENT, utcnow())
+            await session.exec(sent.add_cte(gone.returning(col(OutboxMessage.id)).cte("gone")))
+        else:
+            await session.exec(gone)
+            await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
+            await tallies.record(session, message.channel, tallies.SENT, utcnow())
         await session.commit()
     return DrainResult(sent=1)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func
 from sqlmodel import col, select
@@ -37,17 +38,18 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-async def record(
+def counted(
     session: AsyncSession,
     channel: str,
     outcome: str,
     now: datetime,
     reply_code: int = 0,
     status: str = "",
-) -> None:
-    """Count one attempt, in the caller's transaction."""
+) -> Any:
+    """The upsert that counts one attempt (for `record`, or to run with more in one
+    statement)."""
     table = table_of(MailTally)
-    statement = (
+    return (
         dialect_insert(session)(table)
         .values(
             hour=hour_of(now),
@@ -67,7 +69,18 @@ async def record(
             set_={"count": table.c.count + 1, "last_at": now},
         )
     )
-    await session.exec(statement)
+
+
+async def record(
+    session: AsyncSession,
+    channel: str,
+    outcome: str,
+    now: datetime,
+    reply_code: int = 0,
+    status: str = "",
+) -> None:
+    """Count one attempt, in the caller's transaction."""
+    await session.exec(counted(session, channel, outcome, now, reply_code, status))
 
 
 async def failures_since(session: AsyncSession, since: datetime) -> int:
