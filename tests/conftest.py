@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -64,11 +65,30 @@ def pytest_report_header() -> str:
 # --- database ---------------------------------------------------------------------------
 
 
+# SQLite files go to memory when the system offers it: a test's database is written,
+# checkpointed and closed several times, and each time waits for a busy disk otherwise.
+MEMORY_DIR = Path("/dev/shm")
+
+
 @pytest.fixture(scope="session")
-def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where this session's SQLite databases are: in memory (/dev/shm) if writable, else
+    in pytest's temporary directory. Either way a real file, as in production."""
+    if not (MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK)):
+        yield tmp_path_factory.mktemp("databases")
+        return
+    path = Path(tempfile.mkdtemp(prefix="letters-tests-", dir=MEMORY_DIR))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_template(sqlite_dir: Path) -> Iterator[str]:
     """A migrated database: a SQLite file to copy, or this run's own PostgreSQL database."""
     if not ON_POSTGRES:
-        path = tmp_path_factory.mktemp("template") / "template.db"
+        path = sqlite_dir / "template.db"
         url = f"sqlite:///{path}"
         upgrade(make_settings(url))
         yield url
@@ -123,13 +143,20 @@ def _cleaner(url: str) -> Any:
 
 
 @pytest.fixture
-def database_url(database_template: str, tmp_path: Path) -> str:
+def database_url(database_template: str, sqlite_dir: Path) -> Iterator[str]:
+    """This test's database: a copy of the template (SQLite), removed after the test, or
+    the run's database emptied (PostgreSQL)."""
     if ON_POSTGRES:
         empty_tables(database_template)
-        return database_template
-    path = tmp_path / "test.db"
+        yield database_template
+        return
+    path = sqlite_dir / f"test-{uuid.uuid4().hex}.db"
     shutil.copyfile(make_url(database_template).database or "", path)
-    return f"sqlite:///{path}"
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        for leftover in (path, *(Path(f"{path}{end}") for end in ("-wal", "-shm", "-journal"))):
+            leftover.unlink(missing_ok=True)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

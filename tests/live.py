@@ -119,7 +119,7 @@ def running_server(
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{server.log()}")
-            time.sleep(0.1)
+            time.sleep(0.02)
         yield server
     finally:
         stop_process(process)
