@@ -405,13 +405,17 @@ class SharedBytecode(BytecodeCache):
 @pytest.fixture(scope="session", autouse=True)
 def shared_template_code() -> Iterator[SharedBytecode]:
     """Every app this session makes (`create_app`) compiles each template once, not once per
-    test: its environment gets the session's `SharedBytecode`."""
+    test: its environment gets the session's `SharedBytecode`, and does not check the files
+    for changes on each render."""
     shared = SharedBytecode()
     make = app_module.make_templates
 
     def make_templates() -> Any:
         templates = make()
         templates.env.bytecode_cache = shared
+        # The templates do not change during a run: no need to look at each file's time
+        # again every time a page is rendered.
+        templates.env.auto_reload = False
         return templates
 
     with pytest.MonkeyPatch.context() as patch:
