@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,7 +38,7 @@ TAMPERING = ("signature", "nonce", "audience", "issuer", "expired", "no_id_token
 @dataclass
 class Provider:
     url: str
-    key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(parameters={"kid": "k1"}))
+    key: RSAKey = field(default_factory=lambda: provider_key())
     user: dict[str, Any] = field(
         default_factory=lambda: {
             "sub": "user-1",
@@ -125,6 +126,12 @@ class Provider:
         if self.tamper != "no_id_token":
             answer["id_token"] = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
         return JSONResponse(answer)
+
+
+@cache
+def provider_key() -> RSAKey:
+    """The provider's signing key, made once per session (an RSA key takes a while)."""
+    return RSAKey.generate_key(parameters={"kid": "k1"})
 
 
 @contextmanager
