@@ -329,7 +329,7 @@ async def _send_one(
                 )
                 logger.warning("outbox message %s not sent (try %s): %s", row.id, attempts, error)
             codes = (error.reply_code, error.status)
-            await tallies.record(session, message.channel, outcome, now, *codes)
+            await session.exec(tallies.counted(session, message.channel, outcome, now, *codes))
             if isinstance(backend, Channels) and backend.alerting is not None:
                 await tallies.alert_if_failing(session, backend.alerting, now)
             await session.commit()
@@ -345,7 +345,7 @@ async def _send_one(
         else:
             await session.exec(gone)
             await _mark_delivery(session, row.delivery_id, sent_at=utcnow())
-            await tallies.record(session, message.channel, tallies.SENT, utcnow())
+            await session.exec(tallies.counted(session, message.channel, tallies.SENT, utcnow()))
         await session.commit()
     return DrainResult(sent=1)
 

@@ -46,8 +46,8 @@ def counted(
     reply_code: int = 0,
     status: str = "",
 ) -> Any:
-    """The upsert that counts one attempt (for `record`, or to run with more in one
-    statement)."""
+    """The upsert that counts one attempt, to run in the caller's transaction (or as part of
+    a statement that does more)."""
     table = table_of(MailTally)
     return (
         dialect_insert(session)(table)
@@ -69,18 +69,6 @@ def counted(
             set_={"count": table.c.count + 1, "last_at": now},
         )
     )
-
-
-async def record(
-    session: AsyncSession,
-    channel: str,
-    outcome: str,
-    now: datetime,
-    reply_code: int = 0,
-    status: str = "",
-) -> None:
-    """Count one attempt, in the caller's transaction."""
-    await session.exec(counted(session, channel, outcome, now, reply_code, status))
 
 
 async def failures_since(session: AsyncSession, since: datetime) -> int:
