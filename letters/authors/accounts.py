@@ -143,13 +143,15 @@ async def request_link(
     """
     now = now or utcnow()
     email = normalize_email(raw_email)
-    address_key = "author:" + signer.key_hash("author-email", email)
-    own = device_key(signer, device, email)
+    address = _address_hash(signer, email)
     await hit(
         session,
         [
             # A browser that signed in as this address before spends a budget of its own.
-            Limit(own or address_key, settings.limit_per_address),
+            Limit(
+                device_key(signer, device, address) or "author:" + address,
+                settings.limit_per_address,
+            ),
             Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
         ],
         settings.limit_window,
@@ -159,16 +161,22 @@ async def request_link(
     return await outbox.queue_job(session, settings.keys, SIGN_IN_JOB, args, now)
 
 
+def _address_hash(signer: Signer, email: str) -> str:
+    """An author's address as rate limits and device cookies name it: a keyed hash."""
+    return signer.key_hash("author-email", email)
+
+
 def device_cookie(signer: Signer, email: str) -> str:
     """The value a browser keeps once it signed in as `email` by link: signed, naming the
     address only by a keyed hash, with a random id so each browser's budget is its own."""
-    address = signer.key_hash("author-email", normalize_email(email))
+    address = _address_hash(signer, normalize_email(email))
     return signer.untimed(DEVICE_SALT).dumps([address, secrets.token_hex(8)])
 
 
-def device_key(signer: Signer, cookie: str | None, email: str) -> str | None:
-    """The rate-limit key of this browser's own budget for `email`, if `cookie` came from
-    `device_cookie` for that address; else None (any other cookie counts for nothing)."""
+def device_key(signer: Signer, cookie: str | None, address: str) -> str | None:
+    """The rate-limit key of this browser's own budget for the address hashed as `address`
+    (`_address_hash`), if `cookie` came from `device_cookie` for it; else None (any other
+    cookie counts for nothing)."""
     if not cookie or len(cookie) > 200:
         return None
     try:
@@ -177,8 +185,8 @@ def device_key(signer: Signer, cookie: str | None, email: str) -> str | None:
         return None
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         return None
-    address, browser = value
-    if not hmac.compare_digest(address, signer.key_hash("author-email", email)):
+    named, browser = value
+    if not hmac.compare_digest(named, address):
         return None
     return f"author-device:{address}:{browser}"
 

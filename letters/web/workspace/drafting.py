@@ -3,9 +3,10 @@ revise openly, change settings, close and reopen, and manage co-authors."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -26,7 +27,7 @@ from letters.authors.letter_form import (
 from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.markdown import render_markdown
-from letters.models import AllowedDomain, Author, LetterStatus, LetterVersion, utcnow
+from letters.models import AllowedDomain, Author, Letter, LetterStatus, LetterVersion, utcnow
 from letters.record import founding
 from letters.web.common import db_session, send_soon
 from letters.web.workspace.session import (
@@ -231,7 +232,12 @@ async def publish(request: Request, author: Author) -> Response:
     return _overview(request, slug, published="1")
 
 
-async def _change_status(request: Request, author: Author, change: Any, flag: str) -> Response:
+StatusChange = Callable[[AsyncSession, Author, str], Awaitable[Letter]]
+
+
+async def _change_status(
+    request: Request, author: Author, change: StatusChange, flag: str
+) -> Response:
     """Close or reopen: `change` is drafts.close or drafts.reopen; `flag` says it on the page."""
     slug = await posted_slug(request)
     async with db_session(request, write=True) as session:

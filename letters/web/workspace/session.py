@@ -127,16 +127,31 @@ def redirect_to(request: Request, route: str, slug: str, **flags: str) -> Respon
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
 
 
-def with_session(request: Request, response: Response, token: str) -> Response:
+def _author_cookie(request: Request, response: Response, name: str, value: str, days: int) -> None:
+    """Set one of the workspace's cookies: HttpOnly, SameSite=Lax, sent to /authors only."""
     response.set_cookie(
-        SESSION_COOKIE,
-        accounts.cookie_value(request.app.state.signer, token),
-        max_age=accounts.SESSION_DAYS * 86400,
+        name,
+        value,
+        max_age=days * 86400,
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",
         secure=settings_of(request).base_url.startswith("https"),
     )
+
+
+def with_session(request: Request, response: Response, token: str) -> Response:
+    value = accounts.cookie_value(request.app.state.signer, token)
+    _author_cookie(request, response, SESSION_COOKIE, value, accounts.SESSION_DAYS)
+    return response
+
+
+def with_device(request: Request, response: Response, email: str) -> Response:
+    """Mark this browser as one that signed in as `email` by link: its next requests for a
+    link draw on a limit of their own (authors.accounts.device_key), which strangers
+    cannot spend."""
+    value = accounts.device_cookie(request.app.state.signer, email)
+    _author_cookie(request, response, DEVICE_COOKIE, value, accounts.DEVICE_DAYS)
     return response
 
 

@@ -26,6 +26,7 @@ from letters.web.workspace.session import (
     read_author_form,
     render,
     safe_next,
+    with_device,
     with_session,
 )
 
@@ -115,18 +116,8 @@ async def link_confirm(request: Request) -> Response:
         except TokenError as error:
             return _link_problem(request, error)
     target = safe_next(form.get("next")) or request.app.url_path_for("author_home")
-    response = RedirectResponse(target, 303, headers=NO_STORE)
-    # This browser proved it reads the address's mail: its next requests for a link draw
-    # on a limit of their own (accounts.device_key), which strangers cannot spend.
-    response.set_cookie(
-        DEVICE_COOKIE,
-        accounts.device_cookie(request.app.state.signer, author.email),
-        max_age=accounts.DEVICE_DAYS * 86400,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=settings_of(request).base_url.startswith("https"),
-    )
+    # This browser proved it reads the address's mail.
+    response = with_device(request, RedirectResponse(target, 303, headers=NO_STORE), author.email)
     return with_session(request, response, session_token)
 
 
