@@ -33,6 +33,8 @@ another transaction holds (that transaction releases its own: see letters.record
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +44,7 @@ from sqlalchemy import Boolean, Integer, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -77,6 +79,7 @@ from letters.ratelimit import (
     refused,
 )
 from letters.record import (
+    batching,
     blocks,
     counting,
     founding,
@@ -600,9 +603,11 @@ async def confirm(
     }
     counted = None
     if fast:
-        counted = await _count_in_pg(connection, values)
-        # The statement committed by itself (or changed nothing): give the connection back.
+        # The link was read on its own: give the connection back, then count with the
+        # confirmations of this letter that arrive meanwhile (`_count_together`).
         await session.commit()
+        assert isinstance(session.bind, AsyncEngine)
+        counted = await _TOGETHER.submit((session.bind, pending["letter_id"]), values)
     if counted is None:
         # SQLite, or a confirmation with follow-ups: one ordinary transaction.
         connection = await session.connection()
@@ -705,6 +710,253 @@ async def _count_in_pg(connection: AsyncConnection, values: dict[str, Any]) -> _
         organization_count=row.organization_count or 0,
         letter=_letter_of(row._mapping) if row.signature_id is not None else None,
     )
+
+
+# PostgreSQL under load: the confirmations of one letter that arrive while another batch
+# of them runs in this process are counted together, in one transaction of two
+# statements (letters.record.batching explains why). The first claims every link,
+# inserts the new signatures and locks the letter's row, reading its ledger's end;
+# the entries are chained here, in order; the second moves the letter's counters and
+# ledger end, each organization's and day's count by as many as it got, and appends the
+# entries. Rows are locked in the order of the module docstring. When a count it
+# produced calls for follow-ups (as `_COUNT_IN_PG`'s guard decides) or a person had
+# signed before, the batch is undone and its confirmations are counted one by one.
+_CLAIM_TOGETHER = text(
+    """
+WITH items AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS item(
+        k integer, pending_id integer, email_hash text, domain text, organization text,
+        name text, title text, sealed_name text, show_name boolean, reveal_at integer,
+        commitment text, now timestamptz)
+), claimed AS (
+    UPDATE pending_signature AS pending SET used_at = items.now
+    FROM items
+    WHERE pending.id = items.pending_id AND pending.used_at IS NULL
+      AND pending.expires_at > items.now
+      AND NOT EXISTS (SELECT 1 FROM blocked_signer
+                      WHERE letter_id = :letter_id AND email_hash = items.email_hash)
+    RETURNING pending.id
+), inserted AS (
+    INSERT INTO signature (letter_id, email_hash, domain, organization, name, title,
+        sealed_name, show_name, reveal_at, commitment, verified_at, updated_at,
+        letter_version, name_hidden_by_authors)
+    SELECT :letter_id, items.email_hash, items.domain, items.organization, items.name,
+        items.title, items.sealed_name, items.show_name, items.reveal_at, items.commitment,
+        items.now, items.now, (SELECT version FROM letter WHERE id = :letter_id), false
+    FROM items JOIN claimed ON claimed.id = items.pending_id
+    ORDER BY items.k
+    ON CONFLICT (letter_id, email_hash) DO NOTHING
+    RETURNING id, email_hash
+), ledger_end AS (
+    SELECT ledger_head, ledger_length FROM letter
+    WHERE id = :letter_id AND EXISTS (SELECT 1 FROM inserted)
+    FOR UPDATE
+)
+SELECT items.k, claimed.id IS NOT NULL AS claimed,
+    EXISTS (SELECT 1 FROM blocked_signer
+            WHERE letter_id = :letter_id AND email_hash = items.email_hash) AS blocked,
+    inserted.id AS signature_id,
+    (SELECT ledger_head FROM ledger_end) AS ledger_head,
+    (SELECT ledger_length FROM ledger_end) AS ledger_length
+FROM items
+LEFT JOIN claimed ON claimed.id = items.pending_id
+LEFT JOIN inserted ON inserted.email_hash = items.email_hash
+ORDER BY items.k
+"""
+)
+_COUNT_TOGETHER = text(
+    """
+WITH entries AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:entries AS jsonb)) AS entry(
+        seq integer, day text, organization text, named boolean, name text, title text,
+        salt text, digest text, commitment text, prev text, hash text)
+), counted AS (
+    UPDATE letter SET
+        verified_count = verified_count + :added,
+        named_count = named_count + :named,
+        hidden_count = hidden_count + :hidden,
+        updated_at = :now,
+        ledger_length = :ledger_length,
+        ledger_prev = :ledger_prev,
+        ledger_head = :ledger_head
+    WHERE id = :letter_id
+    RETURNING UPDATED_LETTER
+), organizations AS (
+    INSERT INTO organization_count (letter_id, organization, count)
+    SELECT :letter_id, organization, count(*) FROM entries
+    WHERE EXISTS (SELECT 1 FROM counted)
+    GROUP BY organization
+    ON CONFLICT (letter_id, organization)
+    DO UPDATE SET count = organization_count.count + excluded.count
+    RETURNING organization, count
+), daily AS (
+    INSERT INTO daily_count (letter_id, day, organization, count)
+    SELECT :letter_id, day, organization, count(*) FROM entries
+    WHERE EXISTS (SELECT 1 FROM organizations)
+    GROUP BY day, organization
+    ON CONFLICT (letter_id, day, organization)
+    DO UPDATE SET count = daily_count.count + excluded.count
+    RETURNING 1
+), appended AS (
+    INSERT INTO ledger_entry (letter_id, seq, kind, day, organization, named, name, title,
+        name_salt, name_digest, commitment, prev_hash, entry_hash)
+    SELECT :letter_id, seq, 'signed', day, organization, named, name, title, salt, digest,
+        commitment, prev, hash
+    FROM entries WHERE EXISTS (SELECT 1 FROM daily)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM appended) AS appended,
+    (SELECT jsonb_object_agg(organization, count) FROM organizations) AS organization_counts,
+    counted.*
+FROM counted
+""".replace("UPDATED_LETTER", ", ".join(f"letter.{name}" for name in _LETTER_COLUMNS))
+).columns(
+    appended=Integer(),
+    organization_counts=postgresql.JSONB(),
+    **{column.name: column.type for column in _LETTER.columns},
+)
+
+
+# What `_CLAIM_TOGETHER` reads of each confirmation (besides its place and time).
+_CLAIMED_COLUMNS = (
+    "pending_id",
+    "email_hash",
+    "domain",
+    "organization",
+    "name",
+    "title",
+    "sealed_name",
+    "show_name",
+    "reveal_at",
+    "commitment",
+)
+
+
+class _AloneInstead(Exception):
+    """A batch that must not be committed as it is: count its confirmations one by one."""
+
+
+async def _count_together(key: Any, items: list[dict[str, Any]]) -> list[_Counted | None]:
+    """Count a batch of confirmations of one letter (`key`: engine, letter id); one
+    result per item, as `_count_in_pg` gives it, in order."""
+    engine, letter_id = key
+    if len(items) == 1:
+        async with engine.connect() as connection:
+            alone = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return [await _count_in_pg(alone, items[0])]
+    try:
+        async with engine.begin() as connection:
+            counted = await _count_batch(connection, letter_id, items)
+        COUNTED_TOGETHER[len(items)] += 1
+        return counted
+    except _AloneInstead:
+        pass
+    results = []
+    for item in items:
+        results.extend(await _count_together(key, [item]))
+    return results
+
+
+async def _count_batch(
+    connection: AsyncConnection, letter_id: int, items: list[dict[str, Any]]
+) -> list[_Counted | None]:
+    """The two statements, and the decision to keep them (raises _AloneInstead)."""
+    columns = _CLAIMED_COLUMNS
+    rows = (
+        await connection.execute(
+            _CLAIM_TOGETHER,
+            {
+                "letter_id": letter_id,
+                "items": json.dumps(
+                    [
+                        {"k": k, "now": item["now"].isoformat()}
+                        | {name: item[name] for name in columns}
+                        for k, item in enumerate(items)
+                    ]
+                ),
+            },
+        )
+    ).all()
+    if any(row.claimed and row.signature_id is None for row in rows):
+        raise _AloneInstead  # a person who signed before: their new details follow
+    new = [(item, row) for item, row in zip(items, rows, strict=True) if row.signature_id]
+    if not new:
+        return [_Counted(claimed=bool(row.claimed), blocked=bool(row.blocked)) for row in rows]
+    length, head = new[0][1].ledger_length, new[0][1].ledger_head
+    entries = []
+    for item, _ in new:
+        length += 1
+        entry_hash = ledger.chained_hash(item["prefix"], head, length)
+        entries.append(
+            {
+                "seq": length,
+                "day": item["day"],
+                "organization": item["organization"],
+                "named": item["show_name"],
+                "name": item["entry_name"],
+                "title": item["entry_title"],
+                "salt": item["salt"],
+                "digest": item["entry_digest"],
+                "commitment": item["commitment"],
+                "prev": head,
+                "hash": entry_hash,
+            }
+        )
+        head = entry_hash
+    counted = (
+        await connection.execute(
+            _COUNT_TOGETHER,
+            {
+                "letter_id": letter_id,
+                "entries": json.dumps(entries),
+                "added": len(new),
+                "named": sum(item["named"] for item, _ in new),
+                "hidden": sum(item["hidden"] for item, _ in new),
+                "now": max(item["now"] for item, _ in new),
+                "ledger_length": length,
+                "ledger_prev": entries[-1]["prev"],
+                "ledger_head": head,
+            },
+        )
+    ).one()
+    assert counted.appended == len(new)
+    letter = _letter_of(counted._mapping)
+    # Each confirmation's own counts, as if counted one after the other in this order.
+    verified = letter.verified_count - len(new)
+    reached = dict(counted.organization_counts)
+    for item, _ in new:
+        reached[item["organization"]] -= 1
+    positions = {}
+    for item, row in new:
+        verified += 1
+        reached[item["organization"]] += 1
+        at = reached[item["organization"]]
+        positions[row.k] = at
+        reveal_at = item["reveal_at"]
+        if (
+            at in REVEAL_THRESHOLDS
+            or (reveal_at is not None and reveal_at <= at)
+            or verified in MILESTONES
+            or verified == letter.goal
+        ):
+            raise _AloneInstead  # undone; counted one by one, with their follow-ups
+    return [
+        _Counted(
+            claimed=bool(row.claimed),
+            blocked=bool(row.blocked),
+            signature_id=row.signature_id,
+            organization_count=positions.get(row.k, 0),
+            letter=letter if row.signature_id else None,
+        )
+        for row in rows
+    ]
+
+
+# How many batches of each size this process committed together (tests read it).
+COUNTED_TOGETHER: Counter[int] = Counter()
+_TOGETHER: batching.Batcher[dict[str, Any], _Counted | None] = batching.Batcher(
+    _count_together, distinct=lambda item: item["email_hash"]
+)
 
 
 def _letter_of(mapping: Any) -> Letter:

@@ -23,7 +23,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.db import make_async_engine, make_sessionmaker, writer
-from letters.models import PendingSignature, Signature
+from letters.models import BlockedSigner, PendingSignature, Signature
+from letters.record import signing
+from letters.record.blocks import SignatureRemoved
 from letters.record.signing import Confirmation, confirm, request_signature
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer, TokenError
@@ -130,6 +132,39 @@ def test_many_people_confirming_at_once_are_each_counted_once(settings, letter, 
     assert pending_count(db) == len(people)
     db.rollback()
     assert all(p.used_at is not None for p in db.exec(select(PendingSignature)).all())
+
+
+def test_confirmations_arriving_together_are_counted_together_each_with_its_own_outcome(
+    settings, letter, db
+):
+    """On PostgreSQL, confirmations of one letter that arrive while others are being
+    counted go together in one transaction (letters.record.batching): each still gets its
+    own outcome (a used link, a blocked person), and counts and ledger stay exact. Below
+    every reveal threshold and milestone, so the batch is kept as it is."""
+    people = many_people(9, seed=4)
+    signing.COUNTED_TOGETHER.clear()
+
+    async def main() -> list[Confirmation | BaseException]:
+        async with writer_sessions(settings) as maker:
+            tokens = await request_links(maker, settings, people)
+            async with maker() as session:
+                # The authors removed the last person meanwhile.
+                email_hash = Signer(settings.secret_key).email_hash(people[-1][0])
+                session.add(BlockedSigner(letter_id=letter.id, email_hash=email_hash))
+                await session.commit()
+            # The first link twice: one of its two uses finds it used.
+            return await confirm_all(maker, settings, [tokens[0], *tokens])
+
+    results = asyncio.run(main())
+    removed = [r for r in results if isinstance(r, SignatureRemoved)]
+    assert len(removed) == 1
+    confirmed = successes([r for r in results if r not in removed])
+    assert len(confirmed) == len(people) - 1
+    assert sum(isinstance(r, LinkUsed) for r in results) == 1
+    c = assert_consistent(db)
+    assert c["verified"] == c["rows"] == len(people) - 1
+    if db.get_bind().dialect.name == "postgresql":
+        assert sum(signing.COUNTED_TOGETHER.values()) >= 1, "no batch was counted together"
 
 
 def test_the_same_link_used_twenty_times_at_once_counts_once(settings, letter, db):
