@@ -79,14 +79,18 @@ REFUSED = "letters: rate limited"
 # exceeded (`refused`). A statement built on it ends with the guard
 # `CAST(CASE WHEN EXISTS (SELECT 1 FROM refused) THEN :refused ELSE '0' END AS integer)`,
 # which fails on purpose when a limit is exceeded and so undoes the whole statement: a
-# refused request counts nothing. Parameters: `at_once_params()`.
+# refused request counts nothing. The limits' rows (one per IP or domain is shared by a
+# whole office) are counted after the CTE named AFTER has written its rows, so they are
+# held only for the rest of the statement and its commit. Parameters: `at_once_params()`.
 LIMITS_AT_ONCE = """
 limits AS (
     SELECT key, max_hits
     FROM unnest(CAST(:keys AS text[]), CAST(:maxes AS integer[])) AS l(key, max_hits)
 ), counted_hits AS (
     INSERT INTO rate_limit_hit (key, window_start, hits, expires_at)
-    SELECT key, :window_start, 1, :expires_at FROM limits ORDER BY key
+    SELECT key, :window_start, 1, :expires_at FROM limits
+    WHERE EXISTS (SELECT 1 FROM AFTER)
+    ORDER BY key
     ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limit_hit.hits + 1
     RETURNING key, hits
 ), refused AS (

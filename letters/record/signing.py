@@ -8,12 +8,14 @@ its count are written, or neither is, on SQLite and PostgreSQL alike.
 
 Both hot paths are lean (measured in bench/storm.py against a reference written straight
 on psycopg), with statements built once. On PostgreSQL, a sign request takes its pending
-signature's id from the sequence, then counts its rate limits and writes the pending
-signature and its email (already leased to this process, which sends it after the commit)
-in one statement that commits by itself (`_SIGN_PG`: the per-IP and per-domain rows
-everyone from one office or company shares are never held across a round trip, and a
-pending signature never exists without its email). A confirmation reads its
-link, then does everything else in one statement that commits by itself (`_COUNT_IN_PG`):
+signature's id from the sequence, then writes the pending signature and its email
+(already leased to this process, which sends it after the commit) and last counts its
+rate limits, in one statement that commits by itself (`_SIGN_PG`: the per-IP and
+per-domain rows everyone from one office or company shares are held only for the end of
+that statement and its commit, and a pending signature never exists without its email).
+A confirmation reads its link, then does everything else in one statement that commits
+by itself (`_COUNT_IN_PG`), or, when others of the same letter arrive meanwhile, in a
+batch with them (`_count_together`):
 claim the link, insert the signature, lock the letter's row and move its counters and
 ledger length and head (the entry's hash computed in SQL from the canonical JSON prepared
 here around `prev` and `seq`, see `ledger.chain_prefix`), then the organization's and the
@@ -182,17 +184,14 @@ _OUTBOX_CASTS = {
     "delivery_id": "INTEGER",
 }
 _SIGN_PG_SQL = """
-WITH LIMITS_AT_ONCE, pending AS (
+WITH pending AS (
     INSERT INTO pending_signature (id, PENDING_COLUMNS)
     SELECT :pending_id, :letter_id, :email_hash, :domain, :organization, :sealed_name,
         :show_name, CAST(:reveal_at AS INTEGER), :nonce_hash, :created_at, :link_expires_at
-    WHERE NOT EXISTS (SELECT 1 FROM refused)
     RETURNING id
-)QUEUED
+)QUEUED, LIMITS_AT_ONCE
 SELECT GUARD AS guard, OUTBOX_ID AS outbox_id
-""".replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE).replace(
-    "PENDING_COLUMNS", ", ".join(_PENDING_COLUMNS)
-)
+""".replace("PENDING_COLUMNS", ", ".join(_PENDING_COLUMNS))
 _QUEUED = """, queued AS (
     INSERT INTO outbox_message (OUTBOX_COLUMNS)
     SELECT OUTBOX_VALUES FROM pending
@@ -207,11 +206,15 @@ _QUEUED = """, queued AS (
 # With its email, and without (a caller that passes no `compose`).
 _SIGN_PG = text(
     _SIGN_PG_SQL.replace("QUEUED", _QUEUED)
+    .replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE.replace("AFTER", "queued"))
     .replace("GUARD", GUARD)
     .replace("OUTBOX_ID", "(SELECT id FROM queued)")
 )
 _SIGN_PG_NO_MAIL = text(
-    _SIGN_PG_SQL.replace("QUEUED", "").replace("GUARD", GUARD).replace("OUTBOX_ID", "NULL")
+    _SIGN_PG_SQL.replace("QUEUED", "")
+    .replace("LIMITS_AT_ONCE", LIMITS_AT_ONCE.replace("AFTER", "pending"))
+    .replace("GUARD", GUARD)
+    .replace("OUTBOX_ID", "NULL")
 )
 
 
