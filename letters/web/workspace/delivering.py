@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from letters.authors import campaign
-from letters.authors.access import letter_for
+from letters.authors.access import Act, letter_for
 from letters.authors.letter_form import MAX_BODY, FormErrors
 from letters.models import Author, FollowUpKind, utcnow
 from letters.record.public import follow_ups
@@ -64,20 +64,18 @@ async def delivery_page(request: Request, author: Author) -> Response:
     if request.method == "GET":
         return await _page(request, author, slug)
     form = await read_author_form(request)
-    now = utcnow()
+    act = Act(author, slug)
     try:
         async with db_session(request) as session:
-            letter = (await letter_for(session, author, slug)).letter
-        parsed = campaign.parse_delivery(form, letter, settings_of(request), now.date())
+            letter = (await act.access(session)).letter
+        parsed = campaign.parse_delivery(form, letter, settings_of(request), act.now.date())
         async with db_session(request, write=True) as session:
             _, outbox_id = await campaign.deliver(
                 session,
-                author,
-                slug,
+                act,
                 parsed,
                 key=request.app.state.snapshot_key,
                 settings=settings_of(request),
-                now=now,
             )
     except FormErrors as problem:
         shown = {name: form.get(name, "") for name in DELIVERY_FIELDS}
@@ -93,13 +91,13 @@ async def follow_up(request: Request, author: Author) -> Response:
     """POST: publish the recipient's reply, or an outcome."""
     slug = request.path_params["slug"]
     form = await read_author_form(request)
-    now = utcnow()
+    act = Act(author, slug)
     try:
         async with db_session(request) as session:
-            letter = (await letter_for(session, author, slug)).letter
-        parsed = campaign.parse_follow_up(form, letter, now.date())
+            letter = (await act.access(session)).letter
+        parsed = campaign.parse_follow_up(form, letter, act.now.date())
         async with db_session(request, write=True) as session:
-            await campaign.publish_follow_up(session, author, slug, parsed, now)
+            await campaign.publish_follow_up(session, act, parsed)
     except FormErrors as problem:
         shown = {name: form.get(name, "") for name in ("kind", "happened_on", "source", "text")}
         return await _page(

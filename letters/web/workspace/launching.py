@@ -10,9 +10,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from letters.authors import drafts, rounds
-from letters.authors.access import letter_for
+from letters.authors.access import Act, letter_for
 from letters.authors.letter_form import FormErrors
-from letters.models import Author, LetterStatus, utcnow
+from letters.models import Author, LetterStatus
 from letters.record import founding
 from letters.web.common import NO_STORE, db_session, settings_of
 from letters.web.workspace.session import (
@@ -86,7 +86,7 @@ async def open_round(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     try:
         async with db_session(request, write=True) as session:
-            await rounds.open_round(session, author, slug)
+            await rounds.open_round(session, Act(author, slug))
     except drafts.PublishRefused as refused:
         return await _page(request, author, slug, problems=refused.problems, status=422)
     return _here(request, slug, opened="1")
@@ -96,7 +96,7 @@ async def open_round(request: Request, author: Author) -> Response:
 async def new_link(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
-        await rounds.new_link(session, author, slug)
+        await rounds.new_link(session, Act(author, slug))
     return _here(request, slug, relinked="1")
 
 
@@ -104,7 +104,7 @@ async def new_link(request: Request, author: Author) -> Response:
 async def close_round(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
-        discarded = await rounds.close_round(session, author, slug)
+        discarded = await rounds.close_round(session, Act(author, slug))
     return _here(request, slug, closed=str(discarded))
 
 
@@ -112,14 +112,15 @@ async def close_round(request: Request, author: Author) -> Response:
 async def plan_launch(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     form = await read_author_form(request, max_fields=FIELDS)
-    now = utcnow()
+    act = Act(author, slug)
     try:
         if form.get("action") == "unplan":
             moment, zone = None, rounds.zone(form.get("time_zone")).key
         else:
-            moment, zone = rounds.parse_launch(form.get("launch_at"), form.get("time_zone"), now)
+            launch_at = form.get("launch_at")
+            moment, zone = rounds.parse_launch(launch_at, form.get("time_zone"), act.now)
         async with db_session(request, write=True) as session:
-            await rounds.schedule(session, author, slug, moment, zone, now)
+            await rounds.schedule(session, act, moment, zone)
     except FormErrors as problem:
         return await _page(request, author, slug, form=form, errors=problem.errors, status=422)
     return _here(request, slug, planned="1" if moment else "0")
@@ -129,7 +130,7 @@ async def plan_launch(request: Request, author: Author) -> Response:
 async def launch_now(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
-        await rounds.launch_now(session, author, slug, settings_of(request))
+        await rounds.launch_now(session, Act(author, slug), settings_of(request))
     await forget_letter(request, slug)
     url = request.app.url_path_for("author_letter", slug=slug) + "?published=1"
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
