@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, case
@@ -36,20 +35,17 @@ from letters.sealing import Keyring
 PAGE = 100
 
 
-class Reason(StrEnum):
-    spam = "spam"
-    not_employee = "not_employee"
-    impersonation = "impersonation"
-    other = "other"
+class Reason(audit.Labelled):
+    """Why the authors invalidate a signature; the log records the reason's code."""
+
+    spam = "spam", N_("Spam or abuse")
+    not_employee = "not_employee", N_("Not an employee (a shared or misused address)")
+    impersonation = "impersonation", N_("Impersonation: signed under someone else's name")
+    other = "other", N_("Other")
 
 
-# Labels for the authors' form, translated where shown; the log records the reason's code.
-REASONS = {
-    Reason.spam: N_("Spam or abuse"),
-    Reason.not_employee: N_("Not an employee (a shared or misused address)"),
-    Reason.impersonation: N_("Impersonation: signed under someone else's name"),
-    Reason.other: N_("Other"),
-}
+# The choices of the authors' form.
+REASONS = {reason: reason.label for reason in Reason}
 
 
 class AlreadyDone(Exception):
