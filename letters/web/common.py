@@ -393,3 +393,19 @@ def conditional(
 
 
 etag_for = cache.etag_for
+
+
+async def cached_letter_answer(
+    request: Request,
+    snapshot: LetterSnapshot,
+    key: tuple[Hashable, ...],
+    load: Callable[[], Awaitable[tuple[bytes, str]]],
+    media_type: str,
+    cache_control: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An answer about one letter: `load()`ed once per `key` (web.cache.key) and state of
+    the letter in this process's cache, sent as `conditional` sends it."""
+    versioned = (*key, *version(snapshot))
+    body, etag = await cached(request, versioned, load, [cache.letter_tag(snapshot.letter.id)])
+    return conditional(request, body, etag, media_type, cache_control, headers)
