@@ -399,29 +399,22 @@ async def remove_author(request: Request, author: Author) -> Response:
     return RedirectResponse(request.app.url_path_for("author_authors", slug=slug), 303)
 
 
+LETTER = "/authors/letters/{slug}"
+GET_POST = ["GET", "POST"]
+
 routes = [
-    Route("/authors/letters/new", new_letter, methods=["GET", "POST"], name="author_new"),
-    Route("/authors/letters/{slug}", overview, name="author_letter"),
-    Route("/authors/letters/{slug}/edit", edit, methods=["GET", "POST"], name="author_edit"),
-    Route("/authors/letters/{slug}/preview", preview, name="author_preview"),
-    Route("/authors/letters/{slug}/publish", publish, methods=["POST"], name="author_publish"),
-    Route("/authors/letters/{slug}/close", close, methods=["POST"], name="author_close"),
-    Route("/authors/letters/{slug}/reopen", reopen, methods=["POST"], name="author_reopen"),
+    Route("/authors/letters/new", new_letter, methods=GET_POST, name="author_new"),
+    Route(LETTER, overview, name="author_letter"),
+    Route(f"{LETTER}/edit", edit, methods=GET_POST, name="author_edit"),
+    Route(f"{LETTER}/preview", preview, name="author_preview"),
+    Route(f"{LETTER}/publish", publish, methods=["POST"], name="author_publish"),
+    Route(f"{LETTER}/close", close, methods=["POST"], name="author_close"),
+    Route(f"{LETTER}/reopen", reopen, methods=["POST"], name="author_reopen"),
+    Route(f"{LETTER}/settings", settings_page, methods=GET_POST, name="author_settings"),
+    Route(f"{LETTER}/revise", revise, methods=GET_POST, name="author_revise"),
+    Route(f"{LETTER}/authors", authors_page, methods=GET_POST, name="author_authors"),
     Route(
-        "/authors/letters/{slug}/settings",
-        settings_page,
-        methods=["GET", "POST"],
-        name="author_settings",
-    ),
-    Route("/authors/letters/{slug}/revise", revise, methods=["GET", "POST"], name="author_revise"),
-    Route(
-        "/authors/letters/{slug}/authors",
-        authors_page,
-        methods=["GET", "POST"],
-        name="author_authors",
-    ),
-    Route(
-        "/authors/letters/{slug}/authors/{author_id:int}/remove",
+        f"{LETTER}/authors/{{author_id:int}}/remove",
         remove_author,
         methods=["POST"],
         name="author_remove",

@@ -60,10 +60,10 @@ async def signatures(request: Request, author: Author) -> Response:
 @signed_in
 async def hide(request: Request, author: Author) -> Response:
     slug = await posted_slug(request)
+    signature_id = path_id(request, "signature_id")
+    keys = settings_of(request).keys
     try:
         async with db_session(request, write=True) as session:
-            signature_id = path_id(request, "signature_id")
-            keys = settings_of(request).keys
             await moderation.hide_name(session, Act(author, slug), signature_id, keys)
     except moderation.AlreadyDone:
         return message(
