@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from letters.domains import MAX_ADDRESS_LENGTH, Address, AddressError, parse_address
@@ -146,25 +146,17 @@ class Details:
 
 
 @dataclass(frozen=True)
-class SignatureInput:
-    name: str
-    title: str
-    show_name: bool
-    address: Address
-    reveal_at: int | None = None
+class SignatureInput(Details):
+    """A signature as typed: the signer's details, and the work address they sign with."""
+
+    address: Address = field(kw_only=True)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], ask_title: bool = True) -> SignatureInput:
         """Check every field; raise `FieldError` for the first bad one."""
         details = Details.parse(data, ask_title)
         address = parse_email(data.get("email"))
-        return cls(
-            name=details.name,
-            title=details.title,
-            show_name=details.show_name,
-            address=address,
-            reveal_at=details.reveal_at,
-        )
+        return cls(**asdict(details), address=address)
 
 
 LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", re.IGNORECASE)
