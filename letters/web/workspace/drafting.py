@@ -266,7 +266,7 @@ async def settings_page(request: Request, author: Author) -> Response:
     if request.method == "POST":
         form = await read_author_form(request, max_fields=EDITOR_FIELDS)
         if form.get("action") == "more_domains":
-            return _settings(request, letter, rules, form, _rows_from_form(form, BLANK_ROWS))
+            return _settings(request, letter, rules, form, BLANK_ROWS)
         try:
             act = Act(author, slug)
             new = parse_settings(form, act.now)
@@ -274,7 +274,7 @@ async def settings_page(request: Request, author: Author) -> Response:
                 await drafts.change_settings(session, act, new)
         except FormErrors as problem:
             errors = problem.errors
-            return _settings(request, letter, rules, form, _rows_from_form(form), errors, 422)
+            return _settings(request, letter, rules, form, errors=errors, status=422)
         await forget_letter(request, slug)
         return _overview(request, slug, saved="1")
     form = {
@@ -282,8 +282,7 @@ async def settings_page(request: Request, author: Author) -> Response:
         "goal": str(letter.goal or ""),
         "closes_on": closes_on(letter.closes_at),
     }
-    blank = [{"domain": "", "organization": "", "subdomains": False}] * BLANK_ROWS
-    return _settings(request, letter, rules, form, blank)
+    return _settings(request, letter, rules, form, BLANK_ROWS)
 
 
 def _settings(
@@ -291,10 +290,13 @@ def _settings(
     letter: Any,
     rules: Any,
     form: dict[str, Any],
-    rows: list[dict[str, Any]],
+    blank_rows: int = 0,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
+    """The settings form: the domains allowed so far (`rules`), then rows to add more, as
+    typed and `blank_rows` more."""
+    rows = _rows_from_form(form, blank_rows)
     context = {"letter": letter, "domains": rules, "form": form, "rows": rows}
     context["errors"] = errors or {}
     return render(request, "authors/settings.html", context, status)
