@@ -10,6 +10,9 @@ from typing import Any
 
 from letters.domains import MAX_ADDRESS_LENGTH, Address, AddressError, parse_address
 from letters.i18n import N_, gettext
+from letters.ratelimit import ip_prefix
+from letters.settings import Settings
+from letters.tokens import Signer
 
 MAX_NAME = 100
 MAX_TITLE = 120
@@ -94,6 +97,20 @@ def parse_reveal_at(value: Any, field: str = "reveal_at") -> int | None:
     raise FieldError(
         field, gettext("Choose when to show your name: at 10, 50, 100 or 500 signatures.")
     )
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who sends a form that may have an email sent (a sign-in or manage link): where it
+    comes from, for the rate limits, with the site's signer and settings."""
+
+    client_host: str | None
+    signer: Signer
+    settings: Settings
+
+    def ip_key(self) -> str:
+        """The client's network, as rate limits name it: a keyed hash."""
+        return self.signer.key_hash("ip", ip_prefix(self.client_host))
 
 
 def parse_email(value: Any) -> Address:

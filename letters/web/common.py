@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.background import BackgroundTask
@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from letters import i18n
 from letters.db import retrying
-from letters.forms import FieldError
+from letters.forms import FieldError, Requester
 from letters.i18n import N_
 from letters.mail import outbox
 from letters.mail.compose import signing_email
@@ -37,7 +37,7 @@ from letters.record.signing import (
 from letters.record.signing import signing_rules as read_signing_rules
 from letters.resources import TEMPLATES
 from letters.settings import Settings
-from letters.tokens import LinkUsed, Signer, TokenError
+from letters.tokens import LinkUsed, TokenError
 from letters.web import cache
 from letters.web.security import BODY_ERRORS, CSRFError, check_csrf, csrf_token
 
@@ -136,22 +136,8 @@ def client_host(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-class Requester(TypedDict):
-    """What the record needs of a request that may have an email sent (a sign-in, signing
-    or manage link): where it comes from, for the rate limits, and the site's signer and
-    settings. Passed as keywords: `request_link(session, ..., **requester(request))`."""
-
-    client_host: str | None
-    signer: Signer
-    settings: Settings
-
-
 def requester(request: Request) -> Requester:
-    return Requester(
-        client_host=client_host(request),
-        signer=request.app.state.signer,
-        settings=settings_of(request),
-    )
+    return Requester(client_host(request), request.app.state.signer, settings_of(request))
 
 
 def render(
@@ -305,7 +291,9 @@ async def sign_request(
             session,
             slug=slug,
             data=data,
-            **requester(request),
+            client_host=client_host(request),
+            signer=request.app.state.signer,
+            settings=settings,
             compose=signing_email(settings),
             rules=rules,
             floods=request.app.state.floods,

@@ -131,7 +131,7 @@ async def founding_manage(request: Request) -> Response:
                 session,
                 slug=found.letter.slug,
                 email=email,
-                **requester(request),
+                requester=requester(request),
                 letter=found.letter,
             )
     except FieldError as error:

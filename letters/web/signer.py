@@ -115,7 +115,7 @@ async def request_link(request: Request) -> Response:
     try:
         async with db_session(request, write=True) as session:
             job = await signer_control.request_link(
-                session, slug=slug, email=email, **requester(request)
+                session, slug=slug, email=email, requester=requester(request)
             )
     except FieldError as error:
         errors = {"manage_email": error.message}
@@ -310,7 +310,7 @@ async def receipt_page(request: Request) -> Response:
     try:
         async with db_session(request, write=True) as session:
             changed = await signer_control.use_receipt(
-                session, slug=slug, receipt=receipt, action=action, **requester(request)
+                session, slug=slug, receipt=receipt, action=action, requester=requester(request)
             )
     except RateLimited as limited:
         return too_many(request, limited, too_many_message)

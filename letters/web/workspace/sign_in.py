@@ -56,7 +56,7 @@ async def sign_in(request: Request) -> Response:
             outbox_id = await accounts.request_link(
                 session,
                 form.get("email"),
-                **requester(request),
+                requester(request),
                 next_path=safe_next(form.get("next")),
                 device=request.cookies.get(DEVICE_COOKIE),
             )
