@@ -16,6 +16,7 @@ from letters.models import Author, LetterStatus
 from letters.record import founding
 from letters.web.common import NO_STORE, db_session, settings_of
 from letters.web.workspace.session import (
+    Refused,
     forget_letter,
     posted_slug,
     read_author_form,
@@ -36,11 +37,11 @@ async def _page(
     author: Author,
     slug: str,
     *,
-    form: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
+    plan: Refused | None = None,
     problems: dict[str, str] | None = None,
-    status: int = 200,
 ) -> Response:
+    """The round's page; with the plan form `Refused` as sent, or with the `problems` that
+    keep the draft from being signed (both answered with 422)."""
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
         letter = access.letter
@@ -68,12 +69,12 @@ async def _page(
         "signed": signed,
         "planned": planned,
         "launched": launched,
-        "form": form or {"time_zone": found.time_zone if found else "UTC"},
-        "errors": errors or {},
+        "form": plan.form if plan else {"time_zone": found.time_zone if found else "UTC"},
+        "errors": plan.errors if plan else {},
         "problems": problems or {},
         "flags": request.query_params,
     }
-    return render(request, "authors/founding.html", context, status)
+    return render(request, "authors/founding.html", context, 422 if plan or problems else 200)
 
 
 @signed_in
@@ -88,7 +89,7 @@ async def open_round(request: Request, author: Author) -> Response:
         async with db_session(request, write=True) as session:
             await rounds.open_round(session, Act(author, slug))
     except drafts.PublishRefused as refused:
-        return await _page(request, author, slug, problems=refused.problems, status=422)
+        return await _page(request, author, slug, problems=refused.problems)
     return _here(request, slug, opened="1")
 
 
@@ -122,7 +123,7 @@ async def plan_launch(request: Request, author: Author) -> Response:
         async with db_session(request, write=True) as session:
             await rounds.schedule(session, act, moment, zone)
     except FormErrors as problem:
-        return await _page(request, author, slug, form=form, errors=problem.errors, status=422)
+        return await _page(request, author, slug, plan=Refused(form, problem.errors))
     return _here(request, slug, planned="1" if moment else "0")
 
 
