@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from letters.domains import MAX_ADDRESS_LENGTH, Address, AddressError, parse_address
 from letters.i18n import N_, gettext
+from letters.ratelimit import ip_prefix
+from letters.settings import Settings
+from letters.tokens import Signer
 
 MAX_NAME = 100
 MAX_TITLE = 120
@@ -96,6 +99,20 @@ def parse_reveal_at(value: Any, field: str = "reveal_at") -> int | None:
     )
 
 
+@dataclass(frozen=True)
+class Requester:
+    """Who sends a form that may have an email sent (a sign-in or manage link): where it
+    comes from, for the rate limits, with the site's signer and settings."""
+
+    client_host: str | None
+    signer: Signer
+    settings: Settings
+
+    def ip_key(self) -> str:
+        """The client's network, as rate limits name it: a keyed hash."""
+        return self.signer.key_hash("ip", ip_prefix(self.client_host))
+
+
 def parse_email(value: Any) -> Address:
     """The work address typed into a form, normalized; `FieldError` on the "email" field."""
     if value is None or value == "":
@@ -146,25 +163,17 @@ class Details:
 
 
 @dataclass(frozen=True)
-class SignatureInput:
-    name: str
-    title: str
-    show_name: bool
-    address: Address
-    reveal_at: int | None = None
+class SignatureInput(Details):
+    """A signature as typed: the signer's details, and the work address they sign with."""
+
+    address: Address = field(kw_only=True)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], ask_title: bool = True) -> SignatureInput:
         """Check every field; raise `FieldError` for the first bad one."""
         details = Details.parse(data, ask_title)
         address = parse_email(data.get("email"))
-        return cls(
-            name=details.name,
-            title=details.title,
-            show_name=details.show_name,
-            address=address,
-            reveal_at=details.reveal_at,
-        )
+        return cls(**asdict(details), address=address)
 
 
 LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", re.IGNORECASE)

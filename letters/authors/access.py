@@ -8,13 +8,14 @@ authors. Nobody else learns that a draft exists: a letter the author has no part
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.i18n import gettext
-from letters.models import SLUG_PATTERN, Author, AuthorRole, Letter, LetterAuthor
+from letters.models import SLUG_PATTERN, Author, AuthorRole, Letter, LetterAuthor, utcnow
 from letters.record.public import LetterNotFound
 
 
@@ -59,6 +60,19 @@ async def letter_for(
     if owner and not access.is_owner:
         raise NotAllowed(gettext("Only the letter's owner can do this."))
     return access
+
+
+@dataclass(frozen=True)
+class Act:
+    """Who acts on which letter, and when: what every author action starts from."""
+
+    author: Author
+    slug: str
+    now: datetime = field(default_factory=utcnow)
+
+    async def access(self, session: AsyncSession, *, owner: bool = False) -> Access:
+        """`letter_for` this author and slug."""
+        return await letter_for(session, self.author, self.slug, owner=owner)
 
 
 def require_creator(author: Author) -> None:

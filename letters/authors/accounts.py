@@ -29,7 +29,7 @@ from letters import i18n
 from letters.authors import audit
 from letters.db import writer
 from letters.domains import AddressError, parse_address
-from letters.forms import FieldError
+from letters.forms import FieldError, Requester
 from letters.i18n import gettext
 from letters.mail import compose, outbox
 from letters.mail.backend import Message
@@ -43,7 +43,7 @@ from letters.models import (
     LetterAuthor,
     utcnow,
 )
-from letters.ratelimit import Limit, hit, ip_prefix
+from letters.ratelimit import Limit, hit
 from letters.record import links
 from letters.settings import Settings
 from letters.tokens import LinkUsed, Signer
@@ -120,10 +120,8 @@ SIGN_IN_JOB = "author-sign-in"
 async def request_link(
     session: AsyncSession,
     raw_email: Any,
+    requester: Requester,
     *,
-    client_host: str | None,
-    signer: Signer,
-    settings: Settings,
     next_path: str | None = None,
     device: str | None = None,
     now: datetime | None = None,
@@ -142,6 +140,7 @@ async def request_link(
     of its own, which no one else's requests spend.
     """
     now = now or utcnow()
+    signer, settings = requester.signer, requester.settings
     email = normalize_email(raw_email)
     address = _address_hash(signer, email)
     await hit(
@@ -152,7 +151,7 @@ async def request_link(
                 device_key(signer, device, address) or "author:" + address,
                 settings.limit_per_address,
             ),
-            Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
+            Limit("ip:" + requester.ip_key(), settings.limit_per_ip),
         ],
         settings.limit_window,
         now,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Self
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,51 +14,45 @@ from letters.i18n import N_
 from letters.models import AuditEntry, Author, utcnow
 
 
-class Action(StrEnum):
-    created = "created"
-    edited = "edited"
-    published = "published"
-    revised = "revised"
-    closed = "closed"
-    reopened = "reopened"
-    settings = "settings"
-    invited = "invited"
-    removed_author = "removed_author"
-    joined = "joined"
-    hid_name = "hid_name"
-    invalidated = "invalidated"
-    delivered = "delivered"
-    reply = "reply"
-    outcome = "outcome"
-    founding_opened = "founding_opened"
-    founding_link = "founding_link"
-    founding_closed = "founding_closed"
-    launch_planned = "launch_planned"
-    launched = "launched"
+class Labelled(StrEnum):
+    """A code kept in the database, whose member carries its label for people (marked with
+    `N_`, translated where shown): `spam = "spam", N_("Spam or abuse")`."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
 
 
-LABELS = {
-    Action.created: N_("Started the draft"),
-    Action.edited: N_("Edited the draft"),
-    Action.published: N_("Published the letter"),
-    Action.revised: N_("Published a new version"),
-    Action.closed: N_("Closed the letter"),
-    Action.reopened: N_("Reopened the letter"),
-    Action.settings: N_("Changed the settings"),
-    Action.invited: N_("Added a co-author"),
-    Action.removed_author: N_("Removed a co-author"),
-    Action.joined: N_("Joined as an admin"),
-    Action.hid_name: N_("Hid a signer's name"),
-    Action.invalidated: N_("Invalidated a signature"),
-    Action.delivered: N_("Delivered the letter"),
-    Action.reply: N_("Published the recipient's reply"),
-    Action.outcome: N_("Published an outcome"),
-    Action.founding_opened: N_("Opened a founding round"),
-    Action.founding_link: N_("Replaced the founding round's link"),
-    Action.founding_closed: N_("Closed the founding round (its signatures discarded)"),
-    Action.launch_planned: N_("Planned the launch"),
-    Action.launched: N_("Launched the letter"),
-}
+class Action(Labelled):
+    """What an author did to a letter, as its log says it."""
+
+    created = "created", N_("Started the draft")
+    edited = "edited", N_("Edited the draft")
+    published = "published", N_("Published the letter")
+    revised = "revised", N_("Published a new version")
+    closed = "closed", N_("Closed the letter")
+    reopened = "reopened", N_("Reopened the letter")
+    settings = "settings", N_("Changed the settings")
+    invited = "invited", N_("Added a co-author")
+    removed_author = "removed_author", N_("Removed a co-author")
+    joined = "joined", N_("Joined as an admin")
+    hid_name = "hid_name", N_("Hid a signer's name")
+    invalidated = "invalidated", N_("Invalidated a signature")
+    delivered = "delivered", N_("Delivered the letter")
+    reply = "reply", N_("Published the recipient's reply")
+    outcome = "outcome", N_("Published an outcome")
+    founding_opened = "founding_opened", N_("Opened a founding round")
+    founding_link = "founding_link", N_("Replaced the founding round's link")
+    founding_closed = "founding_closed", N_("Closed the founding round (its signatures discarded)")
+    launch_planned = "launch_planned", N_("Planned the launch")
+    launched = "launched", N_("Launched the letter")
+
+
+LABELS = {action: action.label for action in Action}
 
 MODERATION = (Action.hid_name, Action.invalidated)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from joserfc.jwk import ECKey
@@ -20,27 +20,18 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit, revisions
-from letters.authors.access import NotAllowed, letter_for
+from letters.authors.access import Act, NotAllowed
 from letters.authors.accounts import normalize_email
 from letters.authors.letter_form import DATE, FormErrors, clean_body
 from letters.forms import FieldError, clean_text
 from letters.i18n import N_, gettext
-from letters.models import Author, Delivery, FollowUp, FollowUpKind, Letter, LetterStatus
+from letters.models import Delivery, FollowUp, FollowUpKind, Letter, LetterStatus
 from letters.record import delivery
 from letters.settings import Settings
 
 MAX_RECIPIENT = 200
 MAX_FROM_NAME = 100
 MAX_SOURCE = 200
-
-
-@dataclass(frozen=True)
-class DeliveryForm:
-    recipient: str
-    method: str
-    delivered_on: date
-    version: int
-    email: delivery.ByEmail | None
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ def _collect(errors: dict[str, str], parse: Any, *args: Any) -> Any:
 
 def parse_delivery(
     form: Mapping[str, Any], letter: Letter, settings: Settings, today: date
-) -> DeliveryForm:
+) -> delivery.Handover:
     """The delivery form, every field checked; raises FormErrors."""
     errors: dict[str, str] = {}
     recipient = _collect(
@@ -119,7 +110,7 @@ def parse_delivery(
         delivered_on = _day(form.get("delivered_on"), "delivered_on", letter, today, errors)
     if errors:
         raise FormErrors(errors)
-    return DeliveryForm(recipient, str(method), delivered_on, version, email)
+    return delivery.Handover(recipient, delivered_on, version, email)
 
 
 def parse_follow_up(form: Mapping[str, Any], letter: Letter, today: date) -> FollowUpForm:
@@ -144,34 +135,20 @@ def _public_letter(letter: Letter) -> None:
 
 
 async def deliver(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    form: DeliveryForm,
-    *,
-    key: ECKey,
-    settings: Settings,
-    now: datetime,
+    session: AsyncSession, act: Act, form: delivery.Handover, *, key: ECKey, settings: Settings
 ) -> tuple[Delivery, int | None]:
     """Record a delivery, sign its count into the ledger, send it if by email. Commits.
 
     Returns the delivery and the id of its queued email (None when not by email).
     """
-    letter = (await letter_for(session, author, slug)).letter
+    author, now = act.author, act.now
+    letter = (await act.access(session)).letter
     _public_letter(letter)
     text = await revisions.version_text(session, letter, form.version)
     if text is None:
         raise FormErrors({"version": gettext("Choose one of the letter's versions.")})
-    handover = delivery.Handover(
-        recipient=form.recipient,
-        delivered_on=form.delivered_on,
-        version=form.version,
-        title=text.title,
-        body=text.body,
-        email=form.email,
-    )
     row, outbox_id = await delivery.deliver(
-        session, letter.id, handover, key=key, settings=settings, author_id=author.id, now=now
+        session, letter.id, form, text, key=key, settings=settings, author_id=author.id, now=now
     )
     how = f"by email to {form.email.to}" if form.email else "in person or by other means"
     await audit.record(
@@ -187,11 +164,10 @@ async def deliver(
     return row, outbox_id
 
 
-async def publish_follow_up(
-    session: AsyncSession, author: Author, slug: str, form: FollowUpForm, now: datetime
-) -> FollowUp:
+async def publish_follow_up(session: AsyncSession, act: Act, form: FollowUpForm) -> FollowUp:
     """Publish a reply or an outcome on the letter's pages and feed. Commits."""
-    letter = (await letter_for(session, author, slug)).letter
+    author, now = act.author, act.now
+    letter = (await act.access(session)).letter
     _public_letter(letter)
     row = FollowUp(
         letter_id=letter.id,

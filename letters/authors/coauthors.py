@@ -3,7 +3,6 @@ may join any public letter (one loaded by `letters import` has no author until t
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func
@@ -11,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
-from letters.authors.access import NotAllowed, letter_for, require_admin
+from letters.authors.access import Act, NotAllowed, require_admin
 from letters.authors.accounts import find_author, normalize_email
 from letters.forms import FieldError
 from letters.i18n import gettext
@@ -23,7 +22,6 @@ from letters.models import (
     Letter,
     LetterAuthor,
     LetterStatus,
-    utcnow,
 )
 from letters.record.public import LetterNotFound
 from letters.settings import Settings
@@ -42,20 +40,14 @@ async def authors_of(session: AsyncSession, letter_id: int) -> list[tuple[Author
     return [(author, membership) for author, membership in rows.all()]
 
 
-async def invite(
-    session: AsyncSession,
-    owner: Author,
-    slug: str,
-    raw_email: Any,
-    settings: Settings,
-    now: datetime | None = None,
-) -> int:
-    """Make someone a co-author (creating their account) and email them. Commits.
+async def invite(session: AsyncSession, act: Act, raw_email: Any, settings: Settings) -> int:
+    """The letter's owner makes someone a co-author (creating their account) and emails
+    them. Commits.
 
     Returns the queued email's id. Raises FieldError, NotAllowed or LetterNotFound.
     """
-    now = now or utcnow()
-    letter = (await letter_for(session, owner, slug, owner=True)).letter
+    owner, now = act.author, act.now
+    letter = (await act.access(session, owner=True)).letter
     assert letter.id is not None
     email = normalize_email(raw_email)
     current = await authors_of(session, letter.id)
@@ -95,17 +87,10 @@ async def invite(
     return outbox_id
 
 
-async def remove(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    author_id: int,
-    now: datetime | None = None,
-) -> None:
+async def remove(session: AsyncSession, act: Act, author_id: int) -> None:
     """The owner removes a co-author, or a co-author leaves. Commits."""
-    now = now or utcnow()
-    access = await letter_for(session, author, slug)
-    leaving = author_id == author.id
+    access = await act.access(session)
+    leaving = author_id == act.author.id
     if not access.is_owner and not leaving:
         raise NotAllowed(gettext("Only the letter's owner can remove co-authors."))
     letter_id = access.letter.id
@@ -124,7 +109,7 @@ async def remove(
     await session.exec(delete(LetterAuthor).where(col(LetterAuthor.id) == member[1].id))
     detail = member[0].email + (" (left)" if leaving else "")
     await audit.record(
-        session, letter_id, author, audit.Action.removed_author, detail=detail, now=now
+        session, letter_id, act.author, audit.Action.removed_author, detail=detail, now=act.now
     )
     await session.commit()
 
@@ -148,15 +133,15 @@ async def public_letters(session: AsyncSession, admin: Author) -> list[tuple[Let
     return [(letter, count) for letter, count in rows.all()]
 
 
-async def join(session: AsyncSession, admin: Author, slug: str, now: datetime | None = None) -> str:
+async def join(session: AsyncSession, act: Act) -> str:
     """An admin becomes an author of a public letter, to moderate, export or close it: its
     owner if it has none, else a co-author. Recorded in the audit log. Commits; returns the
     role. Raises NotAllowed, or LetterNotFound for a draft (drafts stay private)."""
-    now = now or utcnow()
+    admin, now = act.author, act.now
     require_admin(admin)
-    if not SLUG_PATTERN.match(slug):
+    if not SLUG_PATTERN.match(act.slug):
         raise LetterNotFound
-    letter = (await session.exec(select(Letter).where(Letter.slug == slug))).first()
+    letter = (await session.exec(select(Letter).where(Letter.slug == act.slug))).first()
     if letter is None or letter.status == LetterStatus.draft:
         raise LetterNotFound
     assert letter.id is not None

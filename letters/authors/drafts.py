@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
-from letters.authors.access import Access, NotAllowed, letter_for, require_creator
+from letters.authors.access import Act, NotAllowed, require_creator
 from letters.authors.letter_form import FormErrors, LetterDraft, LetterSettings, closes_on
 from letters.i18n import N_, gettext
 from letters.models import (
@@ -88,18 +88,8 @@ async def create_draft(
     now = now or utcnow()
     require_creator(author)
     await _slug_free(session, draft.slug, None)
-    letter = Letter(
-        slug=draft.slug,
-        title=draft.title,
-        body=draft.body,
-        status=LetterStatus.draft,
-        ask_title=draft.ask_title,
-        language=draft.language,
-        goal=draft.goal,
-        closes_at=draft.closes_at,
-        created_at=now,
-        updated_at=now,
-    )
+    letter = Letter(slug=draft.slug, title=draft.title, body=draft.body, created_at=now)
+    _write(letter, draft, now)  # a new letter is a draft, the model's default status
     session.add(letter)
     try:
         await session.flush()
@@ -114,27 +104,32 @@ async def create_draft(
     return letter
 
 
+def _write(letter: Letter, draft: LetterDraft, now: datetime) -> None:
+    """Put the draft's text and settings in the letter (its domains are rows of their own)."""
+    letter.slug = draft.slug
+    letter.title = draft.title
+    letter.body = draft.body
+    letter.ask_title = draft.ask_title
+    letter.language = draft.language
+    letter.goal = draft.goal
+    letter.closes_at = draft.closes_at
+    letter.updated_at = now
+
+
 def stamp(letter: Letter) -> str:
     """Identifies the saved state of a letter, to notice edits made by someone else."""
     return f"{letter.version}:{letter.updated_at.isoformat()}"
 
 
 async def save_draft(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    draft: LetterDraft,
-    loaded: str | None = None,
-    now: datetime | None = None,
+    session: AsyncSession, act: Act, draft: LetterDraft, loaded: str | None = None
 ) -> Letter:
     """Save a draft in place (drafts have no versions yet).
 
     `loaded` is the `stamp()` of the letter when the form was opened: if someone saved
     since, raises EditConflict and writes nothing. Raises NotAllowed once published.
     """
-    now = now or utcnow()
-    access = await letter_for(session, author, slug)
-    letter = access.letter
+    letter = (await act.access(session)).letter
     if letter.status != LetterStatus.draft:
         raise NotAllowed(
             gettext("This letter is published: its text changes only by a new version.")
@@ -146,18 +141,10 @@ async def save_draft(
         raise NotAllowed(frozen_message())
     if draft.slug != letter.slug:
         await _slug_free(session, draft.slug, letter.id)
-    assert letter.id is not None
-    letter.slug = draft.slug
-    letter.title = draft.title
-    letter.body = draft.body
-    letter.ask_title = draft.ask_title
-    letter.language = draft.language
-    letter.goal = draft.goal
-    letter.closes_at = draft.closes_at
-    letter.updated_at = now
+    _write(letter, draft, act.now)
     session.add(letter)
     await _replace_domains(session, letter.id, draft)
-    await audit.record(session, letter.id, author, audit.Action.edited, now=now)
+    await audit.record(session, letter.id, act.author, audit.Action.edited, now=act.now)
     await _commit_or_slug_taken(session)
     return letter
 
@@ -176,13 +163,9 @@ def readiness(letter: Letter, domains: Sequence[AllowedDomain], now: datetime) -
     return problems
 
 
-async def publish(
-    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
-) -> Letter:
+async def publish(session: AsyncSession, act: Act) -> Letter:
     """Make a draft public as version 1. Raises PublishRefused (nothing changes) or NotAllowed."""
-    now = now or utcnow()
-    access = await letter_for(session, author, slug)
-    letter = access.letter
+    letter = (await act.access(session)).letter
     if letter.status != LetterStatus.draft:
         raise NotAllowed(gettext("This letter is already published."))
     assert letter.id is not None
@@ -190,35 +173,29 @@ async def publish(
         raise NotAllowed(
             gettext("This draft has a founding round: launch it from the founding round page.")
         )
-    problems = readiness(letter, await domains_of(session, letter.id), now)
+    problems = readiness(letter, await domains_of(session, letter.id), act.now)
     if problems:
         await session.rollback()
         raise PublishRefused(problems)
-    if not await founding.publish_draft(session, letter.id, now, author.id):
+    if not await founding.publish_draft(session, letter.id, act.now, act.author.id):
         await session.rollback()  # another author published it a moment ago
         raise NotAllowed(gettext("This letter is already published."))
-    await audit.record(session, letter.id, author, audit.Action.published, now=now)
+    await audit.record(session, letter.id, act.author, audit.Action.published, now=act.now)
     await session.commit()
     return letter
 
 
-async def close(
-    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
-) -> Letter:
+async def close(session: AsyncSession, act: Act) -> Letter:
     """Stop new signatures; the letter and its counts stay public."""
-    now = now or utcnow()
-    letter = (await letter_for(session, author, slug)).letter
+    letter = (await act.access(session)).letter
     refusal = gettext("Only a published letter can be closed.")
-    return await _move(session, author, letter, LetterStatus.published, refusal, now)
+    return await _move(session, act, letter, LetterStatus.published, refusal)
 
 
-async def reopen(
-    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
-) -> Letter:
+async def reopen(session: AsyncSession, act: Act) -> Letter:
     """Take signatures again after closing, unless the closing date has passed."""
-    now = now or utcnow()
-    letter = (await letter_for(session, author, slug)).letter
-    if letter.status == LetterStatus.closed and letter.closes_at and letter.closes_at <= now:
+    letter = (await act.access(session)).letter
+    if letter.status == LetterStatus.closed and letter.closes_at and letter.closes_at <= act.now:
         await session.rollback()
         raise NotAllowed(
             gettext(
@@ -227,16 +204,11 @@ async def reopen(
             )
         )
     refusal = gettext("Only a closed letter can be reopened.")
-    return await _move(session, author, letter, LetterStatus.closed, refusal, now)
+    return await _move(session, act, letter, LetterStatus.closed, refusal)
 
 
 async def _move(
-    session: AsyncSession,
-    author: Author,
-    letter: Letter,
-    was: LetterStatus,
-    refusal: str,
-    now: datetime,
+    session: AsyncSession, act: Act, letter: Letter, was: LetterStatus, refusal: str
 ) -> Letter:
     """Close a published letter (`was` published) or reopen a closed one, in one statement
     that also checks its status; NotAllowed(`refusal`) when it was not `was`. Commits."""
@@ -246,34 +218,26 @@ async def _move(
         .where(col(Letter.id) == letter.id, col(Letter.status) == was)
         .values(
             status=LetterStatus.closed if closing else LetterStatus.published,
-            closed_at=now if closing else None,
-            updated_at=now,
+            closed_at=act.now if closing else None,
+            updated_at=act.now,
         )
     )
     if changed.rowcount != 1:
         await session.rollback()
         raise NotAllowed(refusal)
     action = audit.Action.closed if closing else audit.Action.reopened
-    await audit.record(session, letter.id, author, action, now=now)
+    await audit.record(session, letter.id, act.author, action, now=act.now)
     await session.commit()
     return letter
 
 
-async def change_settings(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    new: LetterSettings,
-    now: datetime | None = None,
-) -> Letter:
+async def change_settings(session: AsyncSession, act: Act, new: LetterSettings) -> Letter:
     """Goal, closing date, whether a job title is asked, and more domains.
 
     Once published, domains can be added but not removed or renamed: signatures were
     counted under their organizations.
     """
-    now = now or utcnow()
-    access: Access = await letter_for(session, author, slug)
-    letter = access.letter
+    letter = (await act.access(session)).letter
     assert letter.id is not None
     existing = {rule.domain for rule in await domains_of(session, letter.id)}
     errors = {}
@@ -298,12 +262,12 @@ async def change_settings(
         session.add(spec.rule(letter.id))
         changes.append(f"added {spec.domain} ({spec.organization})")
     letter.goal, letter.closes_at, letter.ask_title = new.goal, new.closes_at, new.ask_title
-    letter.updated_at = now
+    letter.updated_at = act.now
     session.add(letter)
     if changes:
         detail = "; ".join(changes)
         await audit.record(
-            session, letter.id, author, audit.Action.settings, detail=detail, now=now
+            session, letter.id, act.author, audit.Action.settings, detail=detail, now=act.now
         )
     await session.commit()
     return letter

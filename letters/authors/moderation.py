@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, case
@@ -21,16 +20,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
-from letters.authors.access import NotAllowed, letter_for
+from letters.authors.access import Act, NotAllowed
 from letters.forms import FieldError, clean_text
 from letters.i18n import N_, gettext
 from letters.models import (
-    Author,
     LedgerKind,
     Letter,
     LetterStatus,
     Signature,
-    utcnow,
 )
 from letters.record import blocks, counting
 from letters.sealing import Keyring
@@ -38,20 +35,17 @@ from letters.sealing import Keyring
 PAGE = 100
 
 
-class Reason(StrEnum):
-    spam = "spam"
-    not_employee = "not_employee"
-    impersonation = "impersonation"
-    other = "other"
+class Reason(audit.Labelled):
+    """Why the authors invalidate a signature; the log records the reason's code."""
+
+    spam = "spam", N_("Spam or abuse")
+    not_employee = "not_employee", N_("Not an employee (a shared or misused address)")
+    impersonation = "impersonation", N_("Impersonation: signed under someone else's name")
+    other = "other", N_("Other")
 
 
-# Labels for the authors' form, translated where shown; the log records the reason's code.
-REASONS = {
-    Reason.spam: N_("Spam or abuse"),
-    Reason.not_employee: N_("Not an employee (a shared or misused address)"),
-    Reason.impersonation: N_("Impersonation: signed under someone else's name"),
-    Reason.other: N_("Other"),
-}
+# The choices of the authors' form.
+REASONS = {reason: reason.label for reason in Reason}
 
 
 class AlreadyDone(Exception):
@@ -118,9 +112,9 @@ async def row(session: AsyncSession, letter: Letter, signature_id: int) -> Row |
 
 
 async def _locked_signature(
-    session: AsyncSession, author: Author, slug: str, signature_id: int
+    session: AsyncSession, act: Act, signature_id: int
 ) -> tuple[Letter, Signature]:
-    letter = (await letter_for(session, author, slug)).letter
+    letter = (await act.access(session)).letter
     if letter.status == LetterStatus.draft:
         raise NotAllowed(gettext("A draft has no signatures."))
     # The signature first, then the letter's row (in count/ledger): the order confirm uses.
@@ -139,12 +133,11 @@ async def _locked_signature(
 
 async def _logged(
     session: AsyncSession,
+    act: Act,
     letter: Letter,
-    author: Author,
     signature: Signature,
     action: audit.Action,
     detail: str,
-    now: datetime,
 ) -> None:
     """Say in the audit log what was done to the signature (by its organization and
     commitment, never its name), and commit."""
@@ -152,27 +145,19 @@ async def _logged(
     await audit.record(
         session,
         letter.id,
-        author,
+        act.author,
         action,
         organization=signature.organization,
         commitment=signature.commitment,
         detail=detail,
-        now=now,
+        now=act.now,
     )
     await session.commit()
 
 
-async def hide_name(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    signature_id: int,
-    keys: Keyring,
-    now: datetime | None = None,
-) -> None:
+async def hide_name(session: AsyncSession, act: Act, signature_id: int, keys: Keyring) -> None:
     """Hide a shown name: the signature keeps counting, as hidden. Commits."""
-    now = now or utcnow()
-    letter, signature = await _locked_signature(session, author, slug, signature_id)
+    letter, signature = await _locked_signature(session, act, signature_id)
     if not signature.show_name:
         await session.rollback()
         raise AlreadyDone
@@ -188,11 +173,11 @@ async def hide_name(
         name="",
         title="",
         reveal_at=None,
-        now=now,
+        now=act.now,
         keys=keys,
     )
     detail = f"signed {signature.verified_at.date().isoformat()}"
-    await _logged(session, letter, author, signature, audit.Action.hid_name, detail, now)
+    await _logged(session, act, letter, signature, audit.Action.hid_name, detail)
 
 
 def parse_reason(reason: Any, details: Any) -> str:
@@ -205,24 +190,16 @@ def parse_reason(reason: Any, details: Any) -> str:
     return f"{reason}: {text}" if text else str(reason)
 
 
-async def invalidate(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    signature_id: int,
-    reason: str,
-    now: datetime | None = None,
-) -> None:
+async def invalidate(session: AsyncSession, act: Act, signature_id: int, reason: str) -> None:
     """Stop counting a signature and keep its person from confirming again. Commits."""
-    now = now or utcnow()
-    letter, signature = await _locked_signature(session, author, slug, signature_id)
+    letter, signature = await _locked_signature(session, act, signature_id)
     assert letter.id is not None
     # Counts, ledger, and the links already on their way for this person, as for a
     # withdrawal; then the person is blocked from confirming back in.
-    await counting.uncount(session, signature, LedgerKind.invalidated, now)
-    await blocks.block(session, letter.id, signature.email_hash, now)
+    await counting.uncount(session, signature, LedgerKind.invalidated, act.now)
+    await blocks.block(session, letter.id, signature.email_hash, act.now)
     detail = (
         f"{'named' if signature.show_name else 'hidden'}, signed "
         f"{signature.verified_at.date().isoformat()}; reason {reason}"
     )
-    await _logged(session, letter, author, signature, audit.Action.invalidated, detail, now)
+    await _logged(session, act, letter, signature, audit.Action.invalidated, detail)

@@ -18,30 +18,25 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
-from letters.authors.access import NotAllowed, letter_for
+from letters.authors.access import Act, NotAllowed
 from letters.authors.drafts import EditConflict
 from letters.authors.letter_form import FormErrors, Revision
 from letters.i18n import gettext
-from letters.models import Author, Letter, LetterStatus, LetterVersion, Signature, utcnow
+from letters.models import Letter, LetterStatus, LetterVersion, Signature
 
 CONTEXT_LINES = 2
 
 
 async def revise(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    revision: Revision,
-    base_version: int | None = None,
-    now: datetime | None = None,
+    session: AsyncSession, act: Act, revision: Revision, base_version: int | None = None
 ) -> LetterVersion:
     """Publish a new version of a published letter. Commits.
 
     `base_version` is the version the author was editing: if another author published a
     newer one meanwhile, raises EditConflict and writes nothing.
     """
-    now = now or utcnow()
-    letter = (await letter_for(session, author, slug)).letter
+    author, now = act.author, act.now
+    letter = (await act.access(session)).letter
     assert letter.id is not None
     if letter.status != LetterStatus.published:
         raise NotAllowed(

@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.authors import audit
-from letters.authors.access import NotAllowed, letter_for
+from letters.authors.access import Act, NotAllowed
 from letters.authors.drafts import PublishRefused, domains_of, readiness
 from letters.authors.letter_form import FormErrors
 from letters.i18n import gettext
-from letters.models import Author, FoundingRound, Letter, LetterStatus, utcnow
+from letters.models import FoundingRound, Letter, LetterStatus
 from letters.record import founding
 from letters.settings import Settings
 
@@ -59,16 +59,16 @@ def parse_launch(value: str | None, zone_name: str | None, now: datetime) -> tup
     return moment, where.key
 
 
-async def _draft(session: AsyncSession, author: Author, slug: str) -> Letter:
-    letter = (await letter_for(session, author, slug)).letter
+async def _draft(session: AsyncSession, act: Act) -> Letter:
+    letter = (await act.access(session)).letter
     if letter.status != LetterStatus.draft:
         raise NotAllowed(gettext("This letter is already published."))
     return letter
 
 
-async def _open(session: AsyncSession, author: Author, slug: str) -> tuple[Letter, FoundingRound]:
+async def _open(session: AsyncSession, act: Act) -> tuple[Letter, FoundingRound]:
     """The draft and its open founding round; NotAllowed when it has none open."""
-    letter = await _draft(session, author, slug)
+    letter = await _draft(session, act)
     found = await founding.round_of(session, letter.id)
     if not founding.is_open(found):
         raise NotAllowed(gettext("This letter has no open founding round."))
@@ -77,97 +77,70 @@ async def _open(session: AsyncSession, author: Author, slug: str) -> tuple[Lette
 
 
 async def _saved(
-    session: AsyncSession,
-    author: Author,
-    round_: FoundingRound,
-    action: audit.Action,
-    now: datetime,
-    detail: str = "",
+    session: AsyncSession, act: Act, round_: FoundingRound, action: audit.Action, detail: str = ""
 ) -> FoundingRound:
     """Store the round, say what the author did in the audit log, and commit."""
     session.add(round_)
-    await audit.record(session, round_.letter_id, author, action, detail=detail, now=now)
+    await audit.record(session, round_.letter_id, act.author, action, detail=detail, now=act.now)
     await session.commit()
     return round_
 
 
-async def open_round(
-    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
-) -> FoundingRound:
+async def open_round(session: AsyncSession, act: Act) -> FoundingRound:
     """Open the draft's founding round (or return the one open). Raises PublishRefused
     when the draft is not ready to be signed (the same checks as publishing)."""
-    now = now or utcnow()
-    letter = await _draft(session, author, slug)
+    letter = await _draft(session, act)
     existing = await founding.round_of(session, letter.id)
     if founding.is_open(existing):
         assert existing is not None
         return existing
-    problems = readiness(letter, await domains_of(session, letter.id), now)
+    problems = readiness(letter, await domains_of(session, letter.id), act.now)
     if problems:
         await session.rollback()
         raise PublishRefused(problems)
     round_ = existing or FoundingRound(letter_id=letter.id, link_nonce="")
     round_.link_nonce = founding.new_nonce()
-    round_.opened_at = now
+    round_.opened_at = act.now
     round_.closed_at = None
     round_.launch_at = None
     round_.time_zone = "UTC"
-    return await _saved(session, author, round_, audit.Action.founding_opened, now)
+    return await _saved(session, act, round_, audit.Action.founding_opened)
 
 
-async def new_link(
-    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
-) -> FoundingRound:
+async def new_link(session: AsyncSession, act: Act) -> FoundingRound:
     """Replace the round's link: the old one stops working; signatures stay."""
-    now = now or utcnow()
-    _, round_ = await _open(session, author, slug)
+    _, round_ = await _open(session, act)
     round_.link_nonce = founding.new_nonce()
-    return await _saved(session, author, round_, audit.Action.founding_link, now)
+    return await _saved(session, act, round_, audit.Action.founding_link)
 
 
-async def close_round(
-    session: AsyncSession, author: Author, slug: str, now: datetime | None = None
-) -> int:
+async def close_round(session: AsyncSession, act: Act) -> int:
     """Close the round: its link stops working and its founding signatures are discarded
     (the count starts again at zero). Returns how many were discarded."""
-    now = now or utcnow()
-    letter, round_ = await _open(session, author, slug)
-    round_.closed_at = now
+    letter, round_ = await _open(session, act)
+    round_.closed_at = act.now
     discarded = await founding.reset(session, letter.id)
-    await _saved(session, author, round_, audit.Action.founding_closed, now, str(discarded))
+    await _saved(session, act, round_, audit.Action.founding_closed, str(discarded))
     return discarded
 
 
 async def schedule(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    launch_at: datetime | None,
-    time_zone: str = "UTC",
-    now: datetime | None = None,
+    session: AsyncSession, act: Act, launch_at: datetime | None, time_zone: str = "UTC"
 ) -> FoundingRound:
     """Plan the launch at `launch_at` (UTC), or plan none (None: the authors launch it)."""
-    now = now or utcnow()
-    _, round_ = await _open(session, author, slug)
+    _, round_ = await _open(session, act)
     round_.launch_at = launch_at
     round_.time_zone = time_zone
     detail = launch_at.isoformat() if launch_at else ""
-    return await _saved(session, author, round_, audit.Action.launch_planned, now, detail)
+    return await _saved(session, act, round_, audit.Action.launch_planned, detail)
 
 
-async def launch_now(
-    session: AsyncSession,
-    author: Author,
-    slug: str,
-    settings: Settings,
-    now: datetime | None = None,
-) -> Letter:
+async def launch_now(session: AsyncSession, act: Act, settings: Settings) -> Letter:
     """Make the letter public now, with its founding signatures counted."""
-    now = now or utcnow()
-    letter, _ = await _open(session, author, slug)
-    await audit.record(session, letter.id, author, audit.Action.launched, now=now)
+    letter, _ = await _open(session, act)
+    await audit.record(session, letter.id, act.author, audit.Action.launched, now=act.now)
     await session.flush()
-    launched = await founding.launch(session, letter.id, settings, now, author_id=author.id)
+    launched = await founding.launch(session, letter.id, settings, act.now, author_id=act.author.id)
     if launched is None:
         raise NotAllowed(gettext("This letter has no open founding round."))
     return launched

@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from letters.mail import compose, outbox
 from letters.mail.backend import Attachment
 from letters.markdown import render_markdown
-from letters.models import Delivery, DeliveryMethod, LedgerKind, Letter, Signature
+from letters.models import Delivery, DeliveryMethod, LedgerKind, Letter, LetterVersion, Signature
 from letters.record import ledger, public, snapshots
 from letters.record.public import PUBLIC_STATUSES, LetterNotFound
 from letters.settings import Settings
@@ -54,8 +54,6 @@ class Handover:
     recipient: str
     delivered_on: date
     version: int
-    title: str  # that version's title and text (sent by email)
-    body: str
     email: ByEmail | None = None  # None: in person or by other means
 
     @property
@@ -67,13 +65,16 @@ async def deliver(
     session: AsyncSession,
     letter_id: int,
     handover: Handover,
+    text: LetterVersion,
     *,
     key: ECKey,
     settings: Settings,
     author_id: int | None,
     now: datetime,
 ) -> tuple[Delivery, int | None]:
-    """Record a delivery (and queue its email); returns it and the queued email's id."""
+    """Record a delivery (and queue its email); returns it and the queued email's id.
+
+    `text` is the version handed over (its title and text are sent by email)."""
     await session.exec(update(Letter).where(col(Letter.id) == letter_id).values(updated_at=now))
     letter = await session.get(Letter, letter_id, populate_existing=True)
     if letter is None or letter.status not in PUBLIC_STATUSES:
@@ -117,9 +118,9 @@ async def deliver(
     names = await _public_names(session, letter)
     base = settings.base_url
     context = {
-        "title": handover.title,
-        "body": handover.body,
-        "body_html": render_markdown(handover.body),
+        "title": text.title,
+        "body": text.body,
+        "body_html": render_markdown(text.body),
         "verified": counts.verified,
         "named": counts.named,
         "hidden": counts.hidden,

@@ -107,10 +107,10 @@ async def address(
 class Resealed:
     """What `reseal` sealed again under the current key, and what no active key opened."""
 
-    outbox: int = 0
-    signatures: int = 0
-    pending: int = 0
-    unopened: int = 0
+    outbox: int
+    signatures: int
+    pending: int
+    unopened: int
 
 
 Named = TypeVar("Named", Signature, PendingSignature)

@@ -35,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters import i18n
 from letters.domains import match_domain, refusal_message
-from letters.forms import Details, FieldError, parse_email
+from letters.forms import Details, FieldError, Requester, parse_email
 from letters.mail import outbox
 from letters.mail.backend import Message
 from letters.mail.compose import Compose
@@ -49,7 +49,7 @@ from letters.models import (
     Signature,
     utcnow,
 )
-from letters.ratelimit import Limit, hit, ip_prefix
+from letters.ratelimit import Limit, hit
 from letters.record import counting, founding, ledger, links, names, rekey, reveal
 from letters.record.counting import SignatureGone
 from letters.record.public import get_public_letter
@@ -102,9 +102,7 @@ async def request_link(
     *,
     slug: str,
     email: Any,
-    client_host: str | None,
-    signer: Signer,
-    settings: Settings,
+    requester: Requester,
     now: datetime | None = None,
     letter: Letter | None = None,
 ) -> int:
@@ -118,6 +116,7 @@ async def request_link(
     LetterNotFound, FieldError or RateLimited.
     """
     now = now or utcnow()
+    signer, settings = requester.signer, requester.settings
     letter = letter or await get_public_letter(session, slug)
     address = parse_email(email)
     rules = (
@@ -132,7 +131,7 @@ async def request_link(
         session,
         [
             Limit(f"manage:{letter.id}:{email_hash[:40]}", settings.limit_per_address),
-            Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
+            Limit("ip:" + requester.ip_key(), settings.limit_per_ip),
             Limit("dom:" + signer.key_hash("domain", address.domain), settings.limit_per_domain),
         ],
         settings.limit_window,
@@ -343,9 +342,7 @@ async def use_receipt(
     slug: str,
     receipt: str,
     action: Action,
-    client_host: str | None,
-    signer: Signer,
-    settings: Settings,
+    requester: Requester,
     now: datetime | None = None,
 ) -> Letter | None:
     """Withdraw the signature a receipt belongs to, or hide its name. Commits.
@@ -359,7 +356,8 @@ async def use_receipt(
         raise ValueError(action)
     now = now or utcnow()
     letter = await get_public_letter(session, slug)
-    ip = "receipt:" + signer.key_hash("ip", ip_prefix(client_host))
+    settings = requester.settings
+    ip = "receipt:" + requester.ip_key()
     await hit(session, [Limit(ip, RECEIPT_TRIES_PER_IP)], settings.limit_window, now)
     await session.commit()
     # The signature's row, then the letter's (the module's lock order).

@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from letters import i18n
 from letters.db import retrying
-from letters.forms import FieldError
+from letters.forms import FieldError, Requester
 from letters.i18n import N_
 from letters.mail import outbox
 from letters.mail.compose import signing_email
@@ -134,6 +134,10 @@ def credit_confirmation(request: Request, result: object) -> None:
 
 def client_host(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def requester(request: Request) -> Requester:
+    return Requester(client_host(request), request.app.state.signer, settings_of(request))
 
 
 def render(
@@ -393,3 +397,19 @@ def conditional(
 
 
 etag_for = cache.etag_for
+
+
+async def cached_letter_answer(
+    request: Request,
+    snapshot: LetterSnapshot,
+    key: tuple[Hashable, ...],
+    load: Callable[[], Awaitable[tuple[bytes, str]]],
+    media_type: str,
+    cache_control: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An answer about one letter: `load()`ed once per `key` (web.cache.key) and state of
+    the letter in this process's cache, sent as `conditional` sends it."""
+    versioned = (*key, *version(snapshot))
+    body, etag = await cached(request, versioned, load, [cache.letter_tag(snapshot.letter.id)])
+    return conditional(request, body, etag, media_type, cache_control, headers)

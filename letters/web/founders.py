@@ -25,10 +25,10 @@ from letters.record.public import LetterNotFound
 from letters.record.signing import LetterClosed, SigningRules
 from letters.web.common import (
     NO_STORE,
-    client_host,
     db_session,
     read_form,
     render,
+    requester,
     run_job_later,
     send_soon,
     settings_of,
@@ -131,9 +131,7 @@ async def founding_manage(request: Request) -> Response:
                 session,
                 slug=found.letter.slug,
                 email=email,
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings,
+                requester=requester(request),
                 letter=found.letter,
             )
     except FieldError as error:

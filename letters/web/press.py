@@ -22,13 +22,11 @@ from letters.web import cache
 from letters.web.api import iso_day, public_letter
 from letters.web.common import (
     HTML,
-    cached,
-    conditional,
+    cached_letter_answer,
     db_session,
     etag_for,
     letter_snapshot,
     settings_of,
-    version,
 )
 from letters.web.security import CONTENT_SECURITY_POLICY
 
@@ -84,9 +82,8 @@ async def badge(request: Request) -> Response:
         body = badge_svg(snapshot.tally.verified).encode()
         return body, etag_for(body)
 
-    key = cache.key("badge", slug, *version(snapshot))
-    body, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
-    return conditional(request, body, etag, "image/svg+xml", BADGE_CACHING)
+    key = cache.key("badge", slug)
+    return await cached_letter_answer(request, snapshot, key, load, "image/svg+xml", BADGE_CACHING)
 
 
 def _per_day(rows: list[tuple[str, str, int]]) -> list[tuple[str, int]]:
@@ -127,9 +124,8 @@ async def tally_page(request: Request) -> Response:
         }
         return _rendered(request, "letters/tally.html", context)
 
-    key = cache.key("tally", slug, i18n.current(), *version(snapshot))
-    body, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
-    return conditional(request, body, etag, HTML, "private, no-cache")
+    key = cache.key("tally", slug, i18n.current())
+    return await cached_letter_answer(request, snapshot, key, load, HTML, "private, no-cache")
 
 
 def _rendered(request: Request, template: str, context: dict[str, object]) -> tuple[bytes, str]:
@@ -197,15 +193,10 @@ async def widget(request: Request) -> Response:
         }
         return _rendered(request, "letters/widget.html", context)
 
-    key = cache.key("widget", slug, i18n.current(), *version(snapshot))
-    body, etag = await cached(request, key, load, [cache.letter_tag(snapshot.letter.id)])
-    return conditional(
-        request,
-        body,
-        etag,
-        HTML,
-        "public, max-age=1",
-        headers={"Content-Security-Policy": WIDGET_POLICY},
+    key = cache.key("widget", slug, i18n.current())
+    headers = {"Content-Security-Policy": WIDGET_POLICY}
+    return await cached_letter_answer(
+        request, snapshot, key, load, HTML, "public, max-age=1", headers
     )
 
 

@@ -19,13 +19,12 @@ from letters.record.public import delivered_snapshot as delivered_snapshot_of
 from letters.web import cache
 from letters.web.api import error, not_found, public_letter
 from letters.web.common import (
-    cached,
+    cached_letter_answer,
     conditional,
     db_session,
     etag_for,
     letter_snapshot,
     settings_of,
-    version,
 )
 from letters.web.security import BODY_ERRORS, CSRFError, check_csrf
 
@@ -105,9 +104,10 @@ async def snapshot(request: Request, shown: LetterSnapshot) -> Response:
         body = snapshots.sign(request.app.state.snapshot_key, payload).encode()
         return body, etag_for(body)
 
-    key = cache.key("snapshot", slug, *version(shown))
-    body, etag = await cached(request, key, load, [cache.letter_tag(shown.letter.id)])
-    return conditional(request, body, etag, "application/jose", "public, max-age=1")
+    key = cache.key("snapshot", slug)
+    return await cached_letter_answer(
+        request, shown, key, load, "application/jose", "public, max-age=1"
+    )
 
 
 @public_letter

@@ -27,12 +27,12 @@ from letters.web.common import (
     SEND_AGAIN,
     FormExpired,
     FormUnreadable,
-    client_host,
     db_session,
     forget_letter,
     link_problem,
     read_form,
     render,
+    requester,
     run_job_later,
     settings_of,
     snapshot_or_404,
@@ -115,12 +115,7 @@ async def request_link(request: Request) -> Response:
     try:
         async with db_session(request, write=True) as session:
             job = await signer_control.request_link(
-                session,
-                slug=slug,
-                email=email,
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings_of(request),
+                session, slug=slug, email=email, requester=requester(request)
             )
     except FieldError as error:
         errors = {"manage_email": error.message}
@@ -315,13 +310,7 @@ async def receipt_page(request: Request) -> Response:
     try:
         async with db_session(request, write=True) as session:
             changed = await signer_control.use_receipt(
-                session,
-                slug=slug,
-                receipt=receipt,
-                action=action,
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings_of(request),
+                session, slug=slug, receipt=receipt, action=action, requester=requester(request)
             )
     except RateLimited as limited:
         return too_many(request, limited, too_many_message)

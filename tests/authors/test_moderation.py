@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import select
 
 from letters.authors import moderation
+from letters.authors.access import Act
 from letters.models import AuditEntry, BlockedSigner, LedgerEntry, PendingSignature, Signature
 from letters.sealing import keyring
 from tests.authors.helpers import create_draft, post_form, publish, sign, sign_in_as
@@ -191,11 +192,11 @@ def test_concurrent_moderation_of_one_signature_counts_once(client, signed, db):
                 async with app.state.writer() as session:
                     if action == "hide":
                         await moderation.hide_name(
-                            session, signed["author"], SLUG, signed["troll"], keyring(SECRET)
+                            session, Act(signed["author"], SLUG), signed["troll"], keyring(SECRET)
                         )
                     else:
                         await moderation.invalidate(
-                            session, signed["author"], SLUG, signed["troll"], "spam"
+                            session, Act(signed["author"], SLUG), signed["troll"], "spam"
                         )
                 return "done"
             except moderation.AlreadyDone:

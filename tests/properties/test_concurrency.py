@@ -23,7 +23,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.db import make_async_engine, make_sessionmaker, writer
-from letters.models import BlockedSigner, PendingSignature, Signature
+from letters.models import BlockedSigner, LetterVersion, PendingSignature, Signature
 from letters.record import signing
 from letters.record.blocks import SignatureRemoved
 from letters.record.signing import Confirmation, confirm, request_signature
@@ -357,14 +357,16 @@ def test_deliveries_racing_confirmations_each_sign_the_ledger_just_before_them(
 
             async def deliver_one(number: int) -> Any:
                 await start.wait()
-                handover = delivery.Handover(
-                    f"Recipient {number}", utcnow().date(), 1, "Test letter", "Body"
+                handover = delivery.Handover(f"Recipient {number}", utcnow().date(), 1)
+                text = LetterVersion(
+                    letter_id=letter.id, number=1, title="Test letter", body="Body"
                 )
                 async with maker() as session:
                     row, _ = await delivery.deliver(
                         session,
                         letter.id,
                         handover,
+                        text,
                         key=key,
                         settings=settings,
                         author_id=None,

@@ -22,6 +22,7 @@ from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 
 from letters.db import writer
+from letters.forms import Requester
 from letters.mail import outbox
 from letters.mail.compose import manage_email
 from letters.models import Letter, OrganizationCount, OutboxMessage, Signature
@@ -101,9 +102,7 @@ def manage(client, email: str, action: Action, details: Details | None = None):
                 session,
                 slug=SLUG,
                 email=email,
-                client_host="198.51.100.7",
-                signer=signer,
-                settings=settings,
+                requester=Requester("198.51.100.7", signer, settings),
             )
         # What the sender does with the queued job: a link, since the address signed.
         async with app.state.writer() as session:

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from letters.authors import coauthors, drafts, revisions
-from letters.authors.access import Access, letter_for, require_creator
+from letters.authors.access import Access, Act, letter_for, require_creator
 from letters.authors.letter_form import (
     MAX_BODY,
     MAX_DOMAINS,
@@ -127,9 +127,8 @@ async def _edit_post(request: Request, author: Author, letter: Any) -> Response:
             if letter is None:
                 saved = await drafts.create_draft(session, author, draft, now)
             else:
-                saved = await drafts.save_draft(
-                    session, author, letter.slug, draft, form.get("loaded"), now
-                )
+                act = Act(author, letter.slug, now)
+                saved = await drafts.save_draft(session, act, draft, form.get("loaded"))
     except FormErrors as problem:
         return _editor(request, letter, form, rows, problem.errors, 422)
     except drafts.EditConflict:
@@ -213,7 +212,7 @@ async def publish(request: Request, author: Author) -> Response:
     slug = await posted_slug(request)
     try:
         async with db_session(request, write=True) as session:
-            await drafts.publish(session, author, slug)
+            await drafts.publish(session, Act(author, slug))
     except drafts.PublishRefused as refused:
         access, rules = await _with_rules(request, author, slug)
         context = {
@@ -232,7 +231,7 @@ async def publish(request: Request, author: Author) -> Response:
     return _overview(request, slug, published="1")
 
 
-StatusChange = Callable[[AsyncSession, Author, str], Awaitable[Letter]]
+StatusChange = Callable[[AsyncSession, Act], Awaitable[Letter]]
 
 
 async def _change_status(
@@ -241,7 +240,7 @@ async def _change_status(
     """Close or reopen: `change` is drafts.close or drafts.reopen; `flag` says it on the page."""
     slug = await posted_slug(request)
     async with db_session(request, write=True) as session:
-        await change(session, author, slug)
+        await change(session, Act(author, slug))
     await forget_letter(request, slug)
     return _overview(request, slug, **{flag: "1"})
 
@@ -267,14 +266,15 @@ async def settings_page(request: Request, author: Author) -> Response:
     if request.method == "POST":
         form = await read_author_form(request, max_fields=EDITOR_FIELDS)
         if form.get("action") == "more_domains":
-            return _settings(request, letter, rules, form, _rows_from_form(form, BLANK_ROWS))
+            return _settings(request, letter, rules, form, BLANK_ROWS)
         try:
-            new = parse_settings(form, utcnow())
+            act = Act(author, slug)
+            new = parse_settings(form, act.now)
             async with db_session(request, write=True) as session:
-                await drafts.change_settings(session, author, slug, new)
+                await drafts.change_settings(session, act, new)
         except FormErrors as problem:
             errors = problem.errors
-            return _settings(request, letter, rules, form, _rows_from_form(form), errors, 422)
+            return _settings(request, letter, rules, form, errors=errors, status=422)
         await forget_letter(request, slug)
         return _overview(request, slug, saved="1")
     form = {
@@ -282,8 +282,7 @@ async def settings_page(request: Request, author: Author) -> Response:
         "goal": str(letter.goal or ""),
         "closes_on": closes_on(letter.closes_at),
     }
-    blank = [{"domain": "", "organization": "", "subdomains": False}] * BLANK_ROWS
-    return _settings(request, letter, rules, form, blank)
+    return _settings(request, letter, rules, form, BLANK_ROWS)
 
 
 def _settings(
@@ -291,10 +290,13 @@ def _settings(
     letter: Any,
     rules: Any,
     form: dict[str, Any],
-    rows: list[dict[str, Any]],
+    blank_rows: int = 0,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
+    """The settings form: the domains allowed so far (`rules`), then rows to add more, as
+    typed and `blank_rows` more."""
+    rows = _rows_from_form(form, blank_rows)
     context = {"letter": letter, "domains": rules, "form": form, "rows": rows}
     context["errors"] = errors or {}
     return render(request, "authors/settings.html", context, status)
@@ -335,7 +337,7 @@ async def revise(request: Request, author: Author) -> Response:
     assert revision is not None
     try:
         async with db_session(request, write=True) as session:
-            version = await revisions.revise(session, author, slug, revision, base_version)
+            version = await revisions.revise(session, Act(author, slug), revision, base_version)
     except FormErrors as problem:
         context["errors"] = problem.errors
         return render(request, "authors/revise.html", context, 422)
@@ -365,7 +367,7 @@ async def authors_page(request: Request, author: Author) -> Response:
         try:
             async with db_session(request, write=True) as session:
                 outbox_id = await coauthors.invite(
-                    session, author, slug, form.get("email"), request.app.state.settings
+                    session, Act(author, slug), form.get("email"), request.app.state.settings
                 )
             background = send_soon(request, outbox_id)
             notice = gettext("Added. They get an email telling them how to sign in.")
@@ -393,35 +395,28 @@ async def remove_author(request: Request, author: Author) -> Response:
     slug = await posted_slug(request)
     target = path_id(request, "author_id")
     async with db_session(request, write=True) as session:
-        await coauthors.remove(session, author, slug, target)
+        await coauthors.remove(session, Act(author, slug), target)
     if target == author.id:
         return RedirectResponse(request.app.url_path_for("author_home"), 303)
     return RedirectResponse(request.app.url_path_for("author_authors", slug=slug), 303)
 
 
+LETTER = "/authors/letters/{slug}"
+GET_POST = ["GET", "POST"]
+
 routes = [
-    Route("/authors/letters/new", new_letter, methods=["GET", "POST"], name="author_new"),
-    Route("/authors/letters/{slug}", overview, name="author_letter"),
-    Route("/authors/letters/{slug}/edit", edit, methods=["GET", "POST"], name="author_edit"),
-    Route("/authors/letters/{slug}/preview", preview, name="author_preview"),
-    Route("/authors/letters/{slug}/publish", publish, methods=["POST"], name="author_publish"),
-    Route("/authors/letters/{slug}/close", close, methods=["POST"], name="author_close"),
-    Route("/authors/letters/{slug}/reopen", reopen, methods=["POST"], name="author_reopen"),
+    Route("/authors/letters/new", new_letter, methods=GET_POST, name="author_new"),
+    Route(LETTER, overview, name="author_letter"),
+    Route(f"{LETTER}/edit", edit, methods=GET_POST, name="author_edit"),
+    Route(f"{LETTER}/preview", preview, name="author_preview"),
+    Route(f"{LETTER}/publish", publish, methods=["POST"], name="author_publish"),
+    Route(f"{LETTER}/close", close, methods=["POST"], name="author_close"),
+    Route(f"{LETTER}/reopen", reopen, methods=["POST"], name="author_reopen"),
+    Route(f"{LETTER}/settings", settings_page, methods=GET_POST, name="author_settings"),
+    Route(f"{LETTER}/revise", revise, methods=GET_POST, name="author_revise"),
+    Route(f"{LETTER}/authors", authors_page, methods=GET_POST, name="author_authors"),
     Route(
-        "/authors/letters/{slug}/settings",
-        settings_page,
-        methods=["GET", "POST"],
-        name="author_settings",
-    ),
-    Route("/authors/letters/{slug}/revise", revise, methods=["GET", "POST"], name="author_revise"),
-    Route(
-        "/authors/letters/{slug}/authors",
-        authors_page,
-        methods=["GET", "POST"],
-        name="author_authors",
-    ),
-    Route(
-        "/authors/letters/{slug}/authors/{author_id:int}/remove",
+        f"{LETTER}/authors/{{author_id:int}}/remove",
         remove_author,
         methods=["POST"],
         name="author_remove",

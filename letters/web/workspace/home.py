@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from letters.authors import accounts, coauthors
-from letters.authors.access import my_letters, require_admin
+from letters.authors.access import Act, my_letters, require_admin
 from letters.forms import FieldError
 from letters.i18n import N_, gettext
 from letters.mail import tallies
@@ -31,7 +31,7 @@ async def join(request: Request, author: Author) -> Response:
     """An admin becomes an author of a public letter, then lands on its page."""
     slug = request.path_params["slug"]
     async with db_session(request, write=True) as session:
-        await coauthors.join(session, author, slug)
+        await coauthors.join(session, Act(author, slug))
     url = request.app.url_path_for("author_letter", slug=slug)
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
 

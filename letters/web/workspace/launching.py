@@ -10,12 +10,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from letters.authors import drafts, rounds
-from letters.authors.access import letter_for
+from letters.authors.access import Act, letter_for
 from letters.authors.letter_form import FormErrors
-from letters.models import Author, LetterStatus, utcnow
+from letters.models import Author, LetterStatus
 from letters.record import founding
 from letters.web.common import NO_STORE, db_session, settings_of
 from letters.web.workspace.session import (
+    Refused,
     forget_letter,
     posted_slug,
     read_author_form,
@@ -36,11 +37,11 @@ async def _page(
     author: Author,
     slug: str,
     *,
-    form: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
+    plan: Refused | None = None,
     problems: dict[str, str] | None = None,
-    status: int = 200,
 ) -> Response:
+    """The round's page; with the plan form `Refused` as sent, or with the `problems` that
+    keep the draft from being signed (both answered with 422)."""
     async with db_session(request) as session:
         access = await letter_for(session, author, slug)
         letter = access.letter
@@ -68,12 +69,12 @@ async def _page(
         "signed": signed,
         "planned": planned,
         "launched": launched,
-        "form": form or {"time_zone": found.time_zone if found else "UTC"},
-        "errors": errors or {},
+        "form": plan.form if plan else {"time_zone": found.time_zone if found else "UTC"},
+        "errors": plan.errors if plan else {},
         "problems": problems or {},
         "flags": request.query_params,
     }
-    return render(request, "authors/founding.html", context, status)
+    return render(request, "authors/founding.html", context, 422 if plan or problems else 200)
 
 
 @signed_in
@@ -86,9 +87,9 @@ async def open_round(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     try:
         async with db_session(request, write=True) as session:
-            await rounds.open_round(session, author, slug)
+            await rounds.open_round(session, Act(author, slug))
     except drafts.PublishRefused as refused:
-        return await _page(request, author, slug, problems=refused.problems, status=422)
+        return await _page(request, author, slug, problems=refused.problems)
     return _here(request, slug, opened="1")
 
 
@@ -96,7 +97,7 @@ async def open_round(request: Request, author: Author) -> Response:
 async def new_link(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
-        await rounds.new_link(session, author, slug)
+        await rounds.new_link(session, Act(author, slug))
     return _here(request, slug, relinked="1")
 
 
@@ -104,7 +105,7 @@ async def new_link(request: Request, author: Author) -> Response:
 async def close_round(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
-        discarded = await rounds.close_round(session, author, slug)
+        discarded = await rounds.close_round(session, Act(author, slug))
     return _here(request, slug, closed=str(discarded))
 
 
@@ -112,16 +113,17 @@ async def close_round(request: Request, author: Author) -> Response:
 async def plan_launch(request: Request, author: Author) -> Response:
     slug = request.path_params["slug"]
     form = await read_author_form(request, max_fields=FIELDS)
-    now = utcnow()
+    act = Act(author, slug)
     try:
         if form.get("action") == "unplan":
             moment, zone = None, rounds.zone(form.get("time_zone")).key
         else:
-            moment, zone = rounds.parse_launch(form.get("launch_at"), form.get("time_zone"), now)
+            launch_at = form.get("launch_at")
+            moment, zone = rounds.parse_launch(launch_at, form.get("time_zone"), act.now)
         async with db_session(request, write=True) as session:
-            await rounds.schedule(session, author, slug, moment, zone, now)
+            await rounds.schedule(session, act, moment, zone)
     except FormErrors as problem:
-        return await _page(request, author, slug, form=form, errors=problem.errors, status=422)
+        return await _page(request, author, slug, plan=Refused(form, problem.errors))
     return _here(request, slug, planned="1" if moment else "0")
 
 
@@ -129,7 +131,7 @@ async def plan_launch(request: Request, author: Author) -> Response:
 async def launch_now(request: Request, author: Author) -> Response:
     slug = await posted_slug(request, FIELDS)
     async with db_session(request, write=True) as session:
-        await rounds.launch_now(session, author, slug, settings_of(request))
+        await rounds.launch_now(session, Act(author, slug), settings_of(request))
     await forget_letter(request, slug)
     url = request.app.url_path_for("author_letter", slug=slug) + "?published=1"
     return RedirectResponse(url, status_code=303, headers=NO_STORE)

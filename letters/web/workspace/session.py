@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +33,14 @@ SAFE_NEXT = re.compile(r"\A/authors(/[a-z0-9\-/]*)?\Z")
 AuthorView = Callable[[Request, Author], Awaitable[Response]]
 # The most fields any author form has (the letter editor with its 50 domain rows).
 MAX_FIELDS = 200
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A form sent back: what was typed, shown again, and what to fix (answered with 422)."""
+
+    form: dict[str, Any]
+    errors: dict[str, str]
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:

@@ -16,7 +16,7 @@ from letters.i18n import gettext
 from letters.ratelimit import RateLimited
 from letters.tokens import LinkUsed, TokenError
 from letters.web import oidc
-from letters.web.common import NO_STORE, client_host, db_session, run_job_later, settings_of
+from letters.web.common import NO_STORE, db_session, requester, run_job_later, settings_of
 from letters.web.workspace.session import (
     COOKIE_PATH,
     DEVICE_COOKIE,
@@ -56,9 +56,7 @@ async def sign_in(request: Request) -> Response:
             outbox_id = await accounts.request_link(
                 session,
                 form.get("email"),
-                client_host=client_host(request),
-                signer=request.app.state.signer,
-                settings=settings_of(request),
+                requester(request),
                 next_path=safe_next(form.get("next")),
                 device=request.cookies.get(DEVICE_COOKIE),
             )

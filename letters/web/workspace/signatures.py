@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from letters.authors import audit, export, moderation
-from letters.authors.access import letter_for
+from letters.authors.access import Act, letter_for
 from letters.forms import FieldError
 from letters.i18n import gettext
 from letters.models import Author, utcnow
@@ -60,11 +60,11 @@ async def signatures(request: Request, author: Author) -> Response:
 @signed_in
 async def hide(request: Request, author: Author) -> Response:
     slug = await posted_slug(request)
+    signature_id = path_id(request, "signature_id")
+    keys = settings_of(request).keys
     try:
         async with db_session(request, write=True) as session:
-            signature_id = path_id(request, "signature_id")
-            keys = settings_of(request).keys
-            await moderation.hide_name(session, author, slug, signature_id, keys)
+            await moderation.hide_name(session, Act(author, slug), signature_id, keys)
     except moderation.AlreadyDone:
         return message(
             request, 409, gettext("This name is already hidden, or the signature is gone.")
@@ -93,7 +93,7 @@ async def invalidate(request: Request, author: Author) -> Response:
     try:
         reason = moderation.parse_reason(form.get("reason"), form.get("details"))
         async with db_session(request, write=True) as session:
-            await moderation.invalidate(session, author, slug, signature_id, reason)
+            await moderation.invalidate(session, Act(author, slug), signature_id, reason)
     except FieldError as error:
         context.update(errors={error.field: error.message}, form=form)
         return render(request, "authors/invalidate.html", context, 422)
