@@ -751,9 +751,11 @@ WITH items AS (
     ON CONFLICT (letter_id, email_hash) DO NOTHING
     RETURNING id, email_hash
 ), ledger_end AS (
+    -- Locked as an UPDATE locks it: a plain FOR UPDATE would also stop every sign request
+    -- (its pending signature's foreign key takes a key-share lock on this row).
     SELECT ledger_head, ledger_length FROM letter
     WHERE id = :letter_id AND EXISTS (SELECT 1 FROM inserted)
-    FOR UPDATE
+    FOR NO KEY UPDATE
 )
 SELECT items.k, claimed.id IS NOT NULL AS claimed,
     EXISTS (SELECT 1 FROM blocked_signer
