@@ -11,35 +11,60 @@ process has at most one batch per key in the database at a time, and the shared 
 taken once per batch rather than once per item: with W processes, at most W - 1
 transactions wait for them.
 
-The batch function gets the items in arrival order and returns one result per item; if
-it raises, every item of the batch gets the exception (each request then answers as it
+The batch function gets the items' tickets in arrival order and answers each one. It may
+answer an item early and wait until its submitter has finished what the answer asked of
+it (`Ticket.finished`) before it goes on: a confirmation with follow-ups is counted by
+its own request, and the batch after it must count after it. If the function raises,
+every item it has not answered gets the exception (each request then answers as it
 would have alone: letters.db.retrying runs it again on a lost connection).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
+# How long a batch waits for a submitter to finish what its answer asked of it, at most.
+FINISH_SECONDS = 10.0
+
+
+@dataclass
+class Ticket(Generic[ItemT, ResultT]):
+    """One item in a queue, and the way its answer reaches its submitter."""
+
+    item: ItemT
+    future: asyncio.Future[ResultT]
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def answer(self, result: ResultT) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+    async def finished(self) -> None:
+        """Wait until the submitter has left its turn (or FINISH_SECONDS have passed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), FINISH_SECONDS)
+
 
 @dataclass
 class _Queue(Generic[ItemT, ResultT]):
     key: Hashable
-    waiting: list[tuple[ItemT, asyncio.Future[ResultT]]] = field(default_factory=list)
+    waiting: list[Ticket[ItemT, ResultT]] = field(default_factory=list)
 
 
 class Batcher(Generic[ItemT, ResultT]):
-    """Runs `run(key, items)` for the items submitted under one key, in batches of at
+    """Runs `run(key, tickets)` for the items submitted under one key, in batches of at
     most `most`; two items with the same `distinct(item)` never share a batch."""
 
     def __init__(
         self,
-        run: Callable[[Hashable, list[ItemT]], Awaitable[list[ResultT]]],
+        run: Callable[[Hashable, list[Ticket[ItemT, ResultT]]], Awaitable[None]],
         distinct: Callable[[ItemT], Hashable],
         most: int = 64,
     ) -> None:
@@ -49,9 +74,12 @@ class Batcher(Generic[ItemT, ResultT]):
         self._queues: dict[Hashable, _Queue[ItemT, ResultT]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, key: Hashable, item: ItemT) -> ResultT:
+    @contextlib.asynccontextmanager
+    async def turn(self, key: Hashable, item: ItemT) -> AsyncIterator[ResultT]:
+        """`async with batcher.turn(key, item) as result:` the item's answer; the batch
+        that answered may wait for the block to end before it goes on."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[ResultT] = loop.create_future()
+        ticket: Ticket[ItemT, ResultT] = Ticket(item, loop.create_future())
         # A queue belongs to one event loop (its futures do).
         queue = self._queues.get((key, loop))
         if queue is None:
@@ -59,45 +87,46 @@ class Batcher(Generic[ItemT, ResultT]):
             task = loop.create_task(self._drain((key, loop), queue))
             self._tasks.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._tasks.discard)
-        queue.waiting.append((item, future))
-        # Shielded: a request that goes away (the client left) leaves its item to the
-        # batch, as a statement already sent would be.
-        return await asyncio.shield(future)
+        queue.waiting.append(ticket)
+        try:
+            # Shielded: a request that goes away (the client left) leaves its item to the
+            # batch, as a statement already sent would be.
+            yield await asyncio.shield(ticket.future)
+        finally:
+            ticket.done.set()
 
-    def _take(self, queue: _Queue[ItemT, ResultT]) -> list[tuple[ItemT, asyncio.Future[ResultT]]]:
-        batch: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+    def _take(self, queue: _Queue[ItemT, ResultT]) -> list[Ticket[ItemT, ResultT]]:
+        batch: list[Ticket[ItemT, ResultT]] = []
         seen: set[Hashable] = set()
-        left: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
-        for waiting in queue.waiting:
-            key = self._distinct(waiting[0])
+        left: list[Ticket[ItemT, ResultT]] = []
+        for ticket in queue.waiting:
+            key = self._distinct(ticket.item)
             if len(batch) < self._most and key not in seen:
                 seen.add(key)
-                batch.append(waiting)
+                batch.append(ticket)
             else:
-                left.append(waiting)
+                left.append(ticket)
         queue.waiting = left
         return batch
 
     async def _drain(self, key: Hashable, queue: _Queue[ItemT, ResultT]) -> None:
-        batch: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        batch: list[Ticket[ItemT, ResultT]] = []
         try:
             # Let the requests that are ready in this turn of the loop join the first batch.
             await asyncio.sleep(0)
             while queue.waiting:
                 batch = self._take(queue)
                 try:
-                    results = await self._run(queue.key, [item for item, _ in batch])
+                    await self._run(queue.key, batch)
+                    unanswered: Exception = RuntimeError("the batch left an item unanswered")
                 except Exception as error:  # each request answers for its own item
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                    unanswered = error
+                for ticket in batch:
+                    if not ticket.future.done():
+                        ticket.future.set_exception(unanswered)
         finally:
             # No await between the last look at `waiting` and here, so nothing new is
             # left behind; only a cancelled drain (the loop closing) leaves items undone.
             del self._queues[key]
-            for _, future in batch + queue.waiting:
-                future.cancel()
+            for ticket in batch + queue.waiting:
+                ticket.future.cancel()

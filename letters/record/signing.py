@@ -35,6 +35,7 @@ another transaction holds (that transaction releases its own: see letters.record
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -604,70 +605,81 @@ async def confirm(
             LedgerKind.signed, day, pending["organization"], named, digest, commitment
         ),
     }
-    counted = None
-    if fast:
-        # The link was read on its own: give the connection back, then count with the
-        # confirmations of this letter that arrive meanwhile (`_count_together`).
-        await session.commit()
-        assert isinstance(session.bind, AsyncEngine)
-        counted = await _TOGETHER.submit((session.bind, pending["letter_id"]), values)
-    if counted is None:
-        # SQLite, or a confirmation with follow-ups: one ordinary transaction.
-        connection = await session.connection()
-        counted = await _count_step_by_step(connection, values)
-    if not counted.claimed:
-        await session.rollback()
-        if counted.blocked:
-            raise blocks.SignatureRemoved
-        raise LinkUsed
-    letter_id = pending["letter_id"]
-    if counted.letter is None:
-        # Counted already: this person signed before. Take their new details.
-        await _update_existing(session, _pending_row(pending), name, title, settings, now)
-        await reveal.release(
-            session, settings.keys, letter_id, pending["organization"], now, pending["email_hash"]
-        )
-        await session.commit()
-        return await _confirmation(session, letter_id, pending["email_hash"], "updated", None)
-    letter = counted.letter
-    shown = 0
-    if session.in_transaction():
-        # Round counts and the goal email the authors, once each (letters.record.milestones).
-        await milestones.check(session, letter_id, settings, now, letter)
-        # Names waiting for this organization's count to reach their threshold: shown
-        # together with the count that reached it.
-        if reveal.may_release(counted.organization_count, values["reveal_at"], name):
-            shown = await reveal.release(
+    async with contextlib.AsyncExitStack() as stack:
+        counted = None
+        if fast:
+            # The link was read on its own: give the connection back, then count with the
+            # confirmations of this letter that arrive meanwhile (`_count_together`).
+            await session.commit()
+            assert isinstance(session.bind, AsyncEngine)
+            # A confirmation with follow-ups is counted below, in this request's transaction;
+            # the batch after it waits until this block ends, so as to count after it.
+            turn = _TOGETHER.turn((session.bind, pending["letter_id"]), values)
+            counted = await stack.enter_async_context(turn)
+        if counted is None:
+            # SQLite, or a confirmation with follow-ups: one ordinary transaction.
+            connection = await session.connection()
+            counted = await _count_step_by_step(connection, values)
+        if not counted.claimed:
+            await session.rollback()
+            if counted.blocked:
+                raise blocks.SignatureRemoved
+            raise LinkUsed
+        letter_id = pending["letter_id"]
+        if counted.letter is None:
+            # Counted already: this person signed before. Take their new details.
+            await _update_existing(session, _pending_row(pending), name, title, settings, now)
+            await reveal.release(
                 session,
                 settings.keys,
                 letter_id,
                 pending["organization"],
                 now,
                 pending["email_hash"],
-                reached=counted.organization_count,
             )
-        await session.commit()
-    if shown:
-        # Names were shown after the counters were read: read them again (rarely).
-        return await _confirmation(session, letter_id, pending["email_hash"], "verified", receipt)
-    assert counted.signature_id is not None
-    signature = Signature(
-        id=counted.signature_id,
-        letter_id=letter_id,
-        email_hash=pending["email_hash"],
-        domain=pending["domain"],
-        organization=pending["organization"],
-        # In memory only, for the page that thanks the signer.
-        name=name,
-        title=title,
-        show_name=named,
-        reveal_at=values["reveal_at"],
-        commitment=commitment,
-        verified_at=now,
-        updated_at=now,
-        letter_version=letter.version,
-    )
-    return Confirmation(letter=letter, outcome="verified", signature=signature, receipt=receipt)
+            await session.commit()
+            return await _confirmation(session, letter_id, pending["email_hash"], "updated", None)
+        letter = counted.letter
+        shown = 0
+        if session.in_transaction():
+            # Round counts and the goal email the authors, once each (letters.record.milestones).
+            await milestones.check(session, letter_id, settings, now, letter)
+            # Names waiting for this organization's count to reach their threshold: shown
+            # together with the count that reached it.
+            if reveal.may_release(counted.organization_count, values["reveal_at"], name):
+                shown = await reveal.release(
+                    session,
+                    settings.keys,
+                    letter_id,
+                    pending["organization"],
+                    now,
+                    pending["email_hash"],
+                    reached=counted.organization_count,
+                )
+            await session.commit()
+        if shown:
+            # Names were shown after the counters were read: read them again (rarely).
+            return await _confirmation(
+                session, letter_id, pending["email_hash"], "verified", receipt
+            )
+        assert counted.signature_id is not None
+        signature = Signature(
+            id=counted.signature_id,
+            letter_id=letter_id,
+            email_hash=pending["email_hash"],
+            domain=pending["domain"],
+            organization=pending["organization"],
+            # In memory only, for the page that thanks the signer.
+            name=name,
+            title=title,
+            show_name=named,
+            reveal_at=values["reveal_at"],
+            commitment=commitment,
+            verified_at=now,
+            updated_at=now,
+            letter_version=letter.version,
+        )
+        return Confirmation(letter=letter, outcome="verified", signature=signature, receipt=receipt)
 
 
 def _pending_row(pending: dict[str, Any]) -> PendingSignature:
@@ -723,7 +735,8 @@ async def _count_in_pg(connection: AsyncConnection, values: dict[str, Any]) -> _
 # ledger end, each organization's and day's count by as many as it got, and appends the
 # entries. Rows are locked in the order of the module docstring. When a count it
 # produced calls for follow-ups (as `_COUNT_IN_PG`'s guard decides) or a person had
-# signed before, the batch is undone and its confirmations are counted one by one.
+# signed before, the batch is undone and counted again in three parts: those before
+# that confirmation, that one alone, and the rest.
 _CLAIM_TOGETHER = text(
     """
 WITH items AS (
@@ -731,11 +744,18 @@ WITH items AS (
         k integer, pending_id integer, email_hash text, domain text, organization text,
         name text, title text, sealed_name text, show_name boolean, reveal_at integer,
         commitment text, now timestamptz)
+), locked AS (
+    -- In id order, as every batch locks them: two batches racing over the same links
+    -- (a link opened twice) wait for one another, never for each other.
+    SELECT id FROM pending_signature
+    WHERE id IN (SELECT pending_id FROM items)
+    ORDER BY id
+    FOR NO KEY UPDATE
 ), claimed AS (
     UPDATE pending_signature AS pending SET used_at = items.now
     FROM items
-    WHERE pending.id = items.pending_id AND pending.used_at IS NULL
-      AND pending.expires_at > items.now
+    WHERE pending.id = items.pending_id AND pending.id IN (SELECT id FROM locked)
+      AND pending.used_at IS NULL AND pending.expires_at > items.now
       AND NOT EXISTS (SELECT 1 FROM blocked_signer
                       WHERE letter_id = :letter_id AND email_hash = items.email_hash)
     RETURNING pending.id
@@ -747,7 +767,7 @@ WITH items AS (
         items.title, items.sealed_name, items.show_name, items.reveal_at, items.commitment,
         items.now, items.now, (SELECT version FROM letter WHERE id = :letter_id), false
     FROM items JOIN claimed ON claimed.id = items.pending_id
-    ORDER BY items.k
+    ORDER BY items.email_hash  -- the same order in every batch, for the same reason
     ON CONFLICT (letter_id, email_hash) DO NOTHING
     RETURNING id, email_hash
 ), ledger_end AS (
@@ -837,29 +857,47 @@ _CLAIMED_COLUMNS = (
 )
 
 
+_Ticket = batching.Ticket[dict[str, Any], "_Counted | None"]
+
+
 class _AloneInstead(Exception):
-    """A batch that must not be committed as it is: count its confirmations one by one."""
+    """A batch that must not be committed as it is: the confirmation at `index` has
+    follow-ups (or its person had signed before) and is counted on its own."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
 
 
-async def _count_together(key: Any, items: list[dict[str, Any]]) -> list[_Counted | None]:
-    """Count a batch of confirmations of one letter (`key`: engine, letter id); one
-    result per item, as `_count_in_pg` gives it, in order."""
+async def _count_together(key: Any, tickets: list[_Ticket]) -> None:
+    """Count a batch of confirmations of one letter (`key`: engine, letter id) and answer
+    each as `_count_in_pg` would, in order."""
     engine, letter_id = key
-    if len(items) == 1:
+    if len(tickets) == 1:
         async with engine.connect() as connection:
             alone = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return [await _count_in_pg(alone, items[0])]
+            counted = await _count_in_pg(alone, tickets[0].item)
+        tickets[0].answer(counted)
+        if counted is None:
+            # Counted by its own request, with its follow-ups: what comes next counts after.
+            await tickets[0].finished()
+        return
     try:
         async with engine.begin() as connection:
-            counted = await _count_batch(connection, letter_id, items)
-        COUNTED_TOGETHER[len(items)] += 1
-        return counted
-    except _AloneInstead:
-        pass
-    results = []
-    for item in items:
-        results.extend(await _count_together(key, [item]))
-    return results
+            together = await _count_batch(connection, letter_id, [t.item for t in tickets])
+    except _AloneInstead as stop:
+        # Undone. Those before it are counted together again (their counts are the same),
+        # then it alone (with its follow-ups), then the rest.
+        index = stop.index
+        if index:
+            await _count_together(key, tickets[:index])
+        await _count_together(key, [tickets[index]])
+        if index + 1 < len(tickets):
+            await _count_together(key, tickets[index + 1 :])
+        return
+    COUNTED_TOGETHER[len(tickets)] += 1
+    for ticket, counted in zip(tickets, together, strict=True):
+        ticket.answer(counted)
 
 
 async def _count_batch(
@@ -882,8 +920,9 @@ async def _count_batch(
             },
         )
     ).all()
-    if any(row.claimed and row.signature_id is None for row in rows):
-        raise _AloneInstead  # a person who signed before: their new details follow
+    for row in rows:
+        if row.claimed and row.signature_id is None:
+            raise _AloneInstead(row.k)  # a person who signed before: their new details follow
     new = [(item, row) for item, row in zip(items, rows, strict=True) if row.signature_id]
     if not new:
         return [_Counted(claimed=bool(row.claimed), blocked=bool(row.blocked)) for row in rows]
@@ -944,7 +983,7 @@ async def _count_batch(
             or verified in MILESTONES
             or verified == letter.goal
         ):
-            raise _AloneInstead  # undone; counted one by one, with their follow-ups
+            raise _AloneInstead(row.k)
     return [
         _Counted(
             claimed=bool(row.claimed),

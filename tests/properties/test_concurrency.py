@@ -167,6 +167,33 @@ def test_confirmations_arriving_together_are_counted_together_each_with_its_own_
         assert sum(signing.COUNTED_TOGETHER.values()) >= 1, "no batch was counted together"
 
 
+def test_a_batch_that_reaches_a_reveal_threshold_is_split_there(settings, letter, db):
+    """Fourteen colleagues at once: the ninth and the rest around the tenth, whose count
+    is a reveal threshold, are counted together, the tenth alone (with its follow-ups);
+    a name waiting for ten colleagues is shown with the count that reached it."""
+    people = [(f"colleague.{n}@microsoft.com", f"Colleague {n}", n > 0) for n in range(14)]
+    signing.COUNTED_TOGETHER.clear()
+
+    async def main() -> list[Confirmation | BaseException]:
+        async with writer_sessions(settings) as maker:
+            tokens = await request_links(maker, settings, people)
+            async with maker() as session:  # the first waits for ten colleagues
+                pending = (await session.exec(select(PendingSignature))).all()
+                first = min(pending, key=lambda row: row.id)
+                first.reveal_at = 10
+                session.add(first)
+                await session.commit()
+            return await confirm_all(maker, settings, tokens)
+
+    results = asyncio.run(main())
+    assert len(successes(results)) == len(people)
+    c = assert_consistent(db)
+    assert c["verified"] == c["rows"] == len(people)
+    assert (c["named"], c["hidden"]) == (len(people), 0)  # the waiting name is shown
+    if db.get_bind().dialect.name == "postgresql":
+        assert sum(signing.COUNTED_TOGETHER.values()) >= 1, "no batch was counted together"
+
+
 def test_the_same_link_used_twenty_times_at_once_counts_once(settings, letter, db):
     people: list[Person] = [("racer@microsoft.com", "Racer", True)]
     _, results = run_race(settings, people, [0] * 20)
