@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,30 +22,10 @@ from letters.models import RateLimitHit
 UNCAPPED = 2**31 - 1
 
 
-# Keys of these kinds are counted by many people at once (an office behind one IP address,
-# a company's domain on the day its letter goes viral): on PostgreSQL a sign request
-# counts them in one of SHARDS rows, so that concurrent requests seldom wait for the same
-# row, and checks the sum of all of them (`row_keys`). The sum is read in the statement
-# that counts, so it can miss the increments of requests still running: a shared limit,
-# always a generous one, may be passed by as many requests as run at that moment. Limits
-# per person are one row each, and exact.
-SHARED = ("ip:", "dom:", "flood:")
-SHARDS = 8
-
-
 @dataclass(frozen=True)
 class Limit:
     key: str  # already hashed
     max_hits: int
-
-    @property
-    def shared(self) -> bool:
-        return self.key.startswith(SHARED)
-
-
-def row_keys(key: str) -> list[str]:
-    """Every row a limit's count may be kept in: its own, then its shards'."""
-    return [key, *(f"{key}#{shard}" for shard in range(SHARDS))]
 
 
 class RateLimited(Exception):
@@ -89,13 +68,6 @@ async def hit(session: AsyncSession, limits: list[Limit], window: int, now: date
     ).returning(table.c.key, table.c.hits)
     connection = await session.connection()
     counted = {key: hits for key, hits in (await connection.execute(statement)).all()}
-    for limit in limits:
-        if limit.shared and limit.max_hits < UNCAPPED:
-            # What sign requests counted in this limit's shards (PostgreSQL) counts too.
-            shards = select(func.coalesce(func.sum(table.c.hits), 0)).where(
-                table.c.key.in_(row_keys(limit.key)[1:]), table.c.window_start == window_start
-            )
-            counted[limit.key] += (await connection.execute(shards)).scalar_one()
     if any(counted[limit.key] > limit.max_hits for limit in limits):
         retry_after = max(1, math.ceil(window_start + window - now.timestamp()))
         raise RateLimited(retry_after)
@@ -104,18 +76,16 @@ async def hit(session: AsyncSession, limits: list[Limit], window: int, now: date
 # What the guard of a statement counting limits at once says when one is exceeded.
 REFUSED = "letters: rate limited"
 # PostgreSQL: every limit counted in one statement, in key order, and whether any is now
-# exceeded (`refused`): a shared limit in the shard `at_once_params` chose, checked with
-# its other rows added (`others`). A statement built on it ends with the guard
+# exceeded (`refused`). A statement built on it ends with the guard
 # `CAST(CASE WHEN EXISTS (SELECT 1 FROM refused) THEN :refused ELSE '0' END AS integer)`,
 # which fails on purpose when a limit is exceeded and so undoes the whole statement: a
-# refused request counts nothing. The limits' rows are counted after the CTE named AFTER
-# has written its rows, so they are held only for the rest of the statement and its
-# commit. Parameters: `at_once_params()`.
+# refused request counts nothing. The limits' rows (one per IP or domain is shared by a
+# whole office) are counted after the CTE named AFTER has written its rows, so they are
+# held only for the rest of the statement and its commit. Parameters: `at_once_params()`.
 LIMITS_AT_ONCE = """
 limits AS (
-    SELECT key, max_hits, base
-    FROM unnest(CAST(:keys AS text[]), CAST(:maxes AS integer[]), CAST(:bases AS text[]))
-        AS l(key, max_hits, base)
+    SELECT key, max_hits
+    FROM unnest(CAST(:keys AS text[]), CAST(:maxes AS integer[])) AS l(key, max_hits)
 ), counted_hits AS (
     INSERT INTO rate_limit_hit (key, window_start, hits, expires_at)
     SELECT key, :window_start, 1, :expires_at FROM limits
@@ -123,47 +93,23 @@ limits AS (
     ORDER BY key
     ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limit_hit.hits + 1
     RETURNING key, hits
-), others AS (
-    SELECT row.base, sum(counted.hits) AS hits
-    FROM unnest(CAST(:other_keys AS text[]), CAST(:other_bases AS text[])) AS row(key, base)
-    JOIN rate_limit_hit AS counted
-        ON counted.key = row.key AND counted.window_start = :window_start
-    GROUP BY row.base
 ), refused AS (
-    SELECT 1 FROM counted_hits JOIN limits USING (key) LEFT JOIN others USING (base)
-    WHERE counted_hits.hits + coalesce(others.hits, 0) > limits.max_hits
+    SELECT 1 FROM counted_hits JOIN limits USING (key)
+    WHERE counted_hits.hits > limits.max_hits
 )"""
 GUARD = "CAST(CASE WHEN EXISTS (SELECT 1 FROM refused) THEN :refused ELSE '0' END AS integer)"
 
 
-def at_once_params(
-    limits: list[Limit], window: int, now: datetime, shard: int = 0
-) -> dict[str, object]:
-    """The parameters of LIMITS_AT_ONCE; shared limits are counted in shard `shard`."""
+def at_once_params(limits: list[Limit], window: int, now: datetime) -> dict[str, object]:
     epoch = int(now.timestamp())
     window_start = epoch - epoch % window
     expires_at = datetime.fromtimestamp(window_start + window, tz=now.tzinfo) + timedelta(seconds=1)
     maxes: dict[str, int] = {}
     for limit in limits:
         maxes[limit.key] = min(limit.max_hits, maxes.get(limit.key, limit.max_hits))
-    keys, other_keys, other_bases = [], [], []
-    for key, max_hits in maxes.items():
-        if not Limit(key, max_hits).shared:
-            keys.append(key)
-            continue
-        rows = row_keys(key)
-        own = rows[1 + shard % SHARDS]
-        keys.append(own)
-        if max_hits < UNCAPPED:  # only what can be refused needs the other rows
-            others = [row for row in rows if row != own]
-            other_keys += others
-            other_bases += [key] * len(others)
     return {
-        "keys": keys,
+        "keys": list(maxes),
         "maxes": list(maxes.values()),
-        "bases": list(maxes),
-        "other_keys": other_keys,
-        "other_bases": other_bases,
         "window_start": window_start,
         "expires_at": expires_at,
         "refused": REFUSED,

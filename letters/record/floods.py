@@ -27,7 +27,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.models import DailyCount, RateLimitHit
-from letters.ratelimit import Limit, row_keys
+from letters.ratelimit import Limit
 from letters.tokens import Signer
 
 CONFIRMED_CREDIT = 4
@@ -111,9 +111,9 @@ async def _counts(
     """The domain's sign requests in this window, and its organization's confirmed today."""
     epoch = int(now.timestamp())
     requests = (
-        select(func.coalesce(func.sum(col(RateLimitHit.hits)), 0))
+        select(func.coalesce(func.max(col(RateLimitHit.hits)), 0))
         .where(
-            col(RateLimitHit.key).in_(row_keys(domain_key)),
+            col(RateLimitHit.key) == domain_key,
             col(RateLimitHit.window_start) == epoch - epoch % window,
         )
         .scalar_subquery()

@@ -312,7 +312,7 @@ async def request_signature(
         pending_id = (await connection.execute(_RESERVE_PG)).scalar_one()
         token = links.make(signer, links.SIGNER, pending_id, nonce)
         # The rate-limit rows' `expires_at` (the window's end) is not the link's.
-        params = pending | at_once_params(limits, settings.limit_window, now, shard=pending_id)
+        params = pending | at_once_params(limits, settings.limit_window, now)
         params.update(pending_id=pending_id, link_expires_at=pending["expires_at"])
         statement = _SIGN_PG_NO_MAIL
         if compose is not None:
