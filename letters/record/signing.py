@@ -625,20 +625,14 @@ async def confirm(
             if counted.blocked:
                 raise blocks.SignatureRemoved
             raise LinkUsed
-        letter_id = pending["letter_id"]
+        letter_id, email_hash = pending["letter_id"], pending["email_hash"]
+        organization = pending["organization"]
         if counted.letter is None:
             # Counted already: this person signed before. Take their new details.
             await _update_existing(session, _pending_row(pending), name, title, settings, now)
-            await reveal.release(
-                session,
-                settings.keys,
-                letter_id,
-                pending["organization"],
-                now,
-                pending["email_hash"],
-            )
+            await reveal.release(session, settings.keys, letter_id, organization, now, email_hash)
             await session.commit()
-            return await _confirmation(session, letter_id, pending["email_hash"], "updated", None)
+            return await _confirmation(session, letter_id, email_hash, "updated", None)
         letter = counted.letter
         shown = 0
         if session.in_transaction():
@@ -647,21 +641,14 @@ async def confirm(
             # Names waiting for this organization's count to reach their threshold: shown
             # together with the count that reached it.
             if reveal.may_release(counted.organization_count, values["reveal_at"], name):
+                reached = counted.organization_count
                 shown = await reveal.release(
-                    session,
-                    settings.keys,
-                    letter_id,
-                    pending["organization"],
-                    now,
-                    pending["email_hash"],
-                    reached=counted.organization_count,
+                    session, settings.keys, letter_id, organization, now, email_hash, reached
                 )
             await session.commit()
         if shown:
             # Names were shown after the counters were read: read them again (rarely).
-            return await _confirmation(
-                session, letter_id, pending["email_hash"], "verified", receipt
-            )
+            return await _confirmation(session, letter_id, email_hash, "verified", receipt)
         assert counted.signature_id is not None
         signature = Signature(
             id=counted.signature_id,
@@ -842,9 +829,9 @@ FROM counted
 )
 
 
-# What `_CLAIM_TOGETHER` reads of each confirmation (besides its place and time).
-_CLAIMED_COLUMNS = (
-    "pending_id",
+# A new signature's columns that a confirmation gives as they are (`_steps`, and what
+# `_CLAIM_TOGETHER` reads of each confirmation besides its link, place and time).
+_SIGNATURE_VALUES = (
     "email_hash",
     "domain",
     "organization",
@@ -852,9 +839,9 @@ _CLAIMED_COLUMNS = (
     "title",
     "sealed_name",
     "show_name",
-    "reveal_at",
     "commitment",
 )
+_CLAIMED_COLUMNS = ("pending_id", *_SIGNATURE_VALUES, "reveal_at")
 
 
 _Ticket = batching.Ticket[dict[str, Any], "_Counted | None"]
@@ -1060,17 +1047,7 @@ def _steps(dialect: str) -> _Steps:
         .values(used_at=_now()),
         insert_signature=upsert(_SIGNATURE)
         .values(
-            **_bound(
-                "letter_id",
-                "email_hash",
-                "domain",
-                "organization",
-                "name",
-                "title",
-                "sealed_name",
-                "show_name",
-                "commitment",
-            ),
+            **_bound("letter_id", *_SIGNATURE_VALUES),
             reveal_at=bindparam("reveal_at", type_=Integer()),
             verified_at=_now(),
             updated_at=_now(),
