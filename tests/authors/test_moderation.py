@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from letters.authors import moderation
 from letters.authors.access import Act
@@ -96,7 +96,11 @@ def test_hiding_a_name_keeps_the_signature_counting_as_hidden(client, signed, db
     db.rollback()
     troll = db.get(Signature, signed["troll"])
     assert (troll.show_name, troll.name, troll.title) == (False, "", "")
-    entries = db.exec(select(LedgerEntry).where(LedgerEntry.commitment == troll.commitment)).all()
+    entries = db.exec(
+        select(LedgerEntry)
+        .where(LedgerEntry.commitment == troll.commitment)
+        .order_by(col(LedgerEntry.seq))
+    ).all()
     assert [e.kind for e in entries] == ["signed", "changed"]
     assert all(e.name == "" and e.name_salt == "" for e in entries)  # blanked in the ledger
     assert "Bill Gates" not in client.get(f"/api/letters/{SLUG}/ledger").text

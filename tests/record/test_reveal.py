@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from letters.models import LedgerEntry, Signature
 from tests.helpers import assert_consistent, confirm_api, letter_csrf, sign_api
@@ -64,7 +64,9 @@ def test_waiting_names_are_shown_together_when_their_organization_reaches_the_th
     assert (c["verified"], c["named"], c["hidden"]) == (20, 4, 16)
     # One "changed" entry each, right after the signature that reached the threshold.
     db.rollback()
-    new = db.exec(select(LedgerEntry).where(LedgerEntry.seq > before)).all()
+    new = db.exec(
+        select(LedgerEntry).where(LedgerEntry.seq > before).order_by(col(LedgerEntry.seq))
+    ).all()
     assert [(e.kind, e.named) for e in new] == [("signed", False)] + [("changed", True)] * 4
     assert sorted(e.name for e in new[1:]) == sorted(waiting)
     page = client.get("/letters/test-letter").text
