@@ -10,7 +10,7 @@ from typing import Any
 
 from letters.domains import MAX_ADDRESS_LENGTH, Address, AddressError, parse_address
 from letters.i18n import N_, gettext
-from letters.ratelimit import ip_prefix
+from letters.ratelimit import ip_key
 from letters.settings import Settings
 from letters.tokens import Signer
 
@@ -110,7 +110,7 @@ class Requester:
 
     def ip_key(self) -> str:
         """The client's network, as rate limits name it: a keyed hash."""
-        return self.signer.key_hash("ip", ip_prefix(self.client_host))
+        return ip_key(self.signer, self.client_host)
 
 
 def parse_email(value: Any) -> Address:

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from letters.db import dialect_insert, table_of
 from letters.models import RateLimitHit
+from letters.tokens import Signer
 
 # The most an INTEGER counter holds: a key counted, never refused.
 UNCAPPED = 2**31 - 1
@@ -47,6 +48,11 @@ def ip_prefix(host: str | None) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def ip_key(signer: Signer, host: str | None) -> str:
+    """A client's network (`ip_prefix`) as every per-IP limit names it: a keyed hash."""
+    return signer.key_hash("ip", ip_prefix(host))
 
 
 async def hit(session: AsyncSession, limits: list[Limit], window: int, now: datetime) -> None:

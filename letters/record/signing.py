@@ -78,6 +78,7 @@ from letters.ratelimit import (
     RateLimited,
     at_once_params,
     hit,
+    ip_key,
     ip_prefix,
     refused,
 )
@@ -261,7 +262,7 @@ async def request_signature(
         # Per person and letter, apart from manage links (letters.record.signer_control):
         # sign requests anyone can make for an address never lock its owner out of those.
         Limit(f"sign:{letter.id}:{email_hash[:40]}", settings.limit_per_address),
-        Limit("ip:" + signer.key_hash("ip", ip_prefix(client_host)), settings.limit_per_ip),
+        Limit("ip:" + ip_key(signer, client_host), settings.limit_per_ip),
         # Counted, never refused: a domain's count only tells when it is flooded (floods).
         Limit(domain_key, UNCAPPED),
     ]
@@ -653,9 +654,9 @@ async def confirm(
         signature = Signature(
             id=counted.signature_id,
             letter_id=letter_id,
-            email_hash=pending["email_hash"],
+            email_hash=email_hash,
             domain=pending["domain"],
-            organization=pending["organization"],
+            organization=organization,
             # In memory only, for the page that thanks the signer.
             name=name,
             title=title,
@@ -891,7 +892,6 @@ async def _count_batch(
     connection: AsyncConnection, letter_id: int, items: list[dict[str, Any]]
 ) -> list[_Counted | None]:
     """The two statements, and the decision to keep them (raises _AloneInstead)."""
-    columns = _CLAIMED_COLUMNS
     rows = (
         await connection.execute(
             _CLAIM_TOGETHER,
@@ -900,7 +900,7 @@ async def _count_batch(
                 "items": json.dumps(
                     [
                         {"k": k, "now": item["now"].isoformat()}
-                        | {name: item[name] for name in columns}
+                        | {name: item[name] for name in _CLAIMED_COLUMNS}
                         for k, item in enumerate(items)
                     ]
                 ),
@@ -967,7 +967,7 @@ async def _count_batch(
         if (
             at in REVEAL_THRESHOLDS
             or (reveal_at is not None and reveal_at <= at)
-            or verified in MILESTONES
+            or milestones.is_round(verified)
             or verified == letter.goal
         ):
             raise _AloneInstead(row.k)
