@@ -78,6 +78,10 @@ def _socket_of(dbapi_connection: Any) -> Any:
     return pgconn.socket if pgconn is not None and not driver.closed else None
 
 
+# Set in a pooled connection's info (cleared when it is replaced) once it is returned.
+_RETURNED = "letters.returned"
+
+
 def _check_pg_connections(engine: Engine) -> None:
     """Replace a pooled PostgreSQL connection the server has closed, without a round trip.
 
@@ -90,8 +94,18 @@ def _check_pg_connections(engine: Engine) -> None:
     `retrying()` runs a transaction again on a fresh connection if its connection fails.
     """
 
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED] = True
+
     @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Only a connection that has sat in the pool is judged. One just opened (the
+        # replacement of one judged closed included) is used as it is, as the pre-ping
+        # skips fresh connections: the pool tries a replacement only once, and a second
+        # refusal would end the request with "This connection is closed".
+        if not record.info.get(_RETURNED):
+            return
         try:
             fd = _socket_of(dbapi_connection)
             readable = fd is None or bool(select.select([fd], [], [], 0)[0])

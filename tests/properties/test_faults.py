@@ -853,3 +853,50 @@ def test_a_transaction_whose_connection_dies_is_run_again_on_a_new_one(settings,
     assert asyncio.run(main()) == 2
     with psycopg.connect(admin_url) as check:
         assert check.execute("SELECT revision_note FROM letter").fetchone()[0] == "run 2"
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL backends killed as they open")
+def test_a_connection_closed_as_soon_as_it_opened_is_retried_not_refused(settings, letter):
+    """The pool's check of idle connections (`letters.db`) judges only connections that have
+    been returned to the pool. Were it to judge new ones too, two new connections closed
+    at once (a database restarting, a pooler shedding load) would end the pool's one
+    replacement with SQLAlchemy's "This connection is closed", which is not a
+    connection error: no retry, and a 500. Here the server closes the first two
+    connections the moment they open; the transaction runs on the third."""
+    import select
+
+    import psycopg
+    from sqlalchemy import event, text
+
+    from letters.db import make_async_engine, make_sessionmaker, retrying, writer
+
+    admin_url = normalize_database_url(settings.database_url).replace(
+        "postgresql+psycopg", "postgresql"
+    )
+    opened: list[int] = []
+
+    def close_the_first_two(dbapi_connection, _record) -> None:
+        opened.append(1)
+        if len(opened) > 2:
+            return
+        pgconn = dbapi_connection.driver_connection.pgconn
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pgconn.backend_pid,))
+        # Until the server's goodbye has arrived: the socket is readable, as the check sees.
+        assert select.select([pgconn.socket], [], [], 5)[0]
+
+    async def work(session) -> int:
+        connection = await session.connection()
+        return (await connection.execute(text("SELECT 1"))).scalar_one()
+
+    async def main() -> int:
+        engine = make_async_engine(settings)
+        await engine.dispose()  # what tests opened before is not part of this count
+        event.listen(engine.sync_engine, "connect", close_the_first_two)
+        try:
+            return await retrying(make_sessionmaker(writer(engine)), work)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == 1
+    assert len(opened) == 3
