@@ -52,8 +52,6 @@ from letters.record import ledger, links, names
 from letters.settings import Settings
 from letters.tokens import Signer, TokenError, hash_nonce, new_nonce
 
-POOL = 10
-
 UPSERT_LIMITS = """
 INSERT INTO rate_limit_hit (key, window_start, hits, expires_at)
 VALUES (%(k1)s, %(w)s, 1, %(e)s), (%(k2)s, %(w)s, 1, %(e)s), (%(k3)s, %(w)s, 1, %(e)s)
@@ -109,12 +107,14 @@ class Rule:
 
 
 class Pool:
-    """Up to POOL psycopg connections per process, opened as needed, dropped when broken."""
+    """Up to `size` psycopg connections per process (the app's `DB_POOL_SIZE`, so both
+    have as many), opened as needed, kept, dropped when broken; a request finding all in
+    use waits for one."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, size: int) -> None:
         self.url = url
         self.idle: list[psycopg.AsyncConnection[Any]] = []
-        self.slots = asyncio.Semaphore(POOL)
+        self.slots = asyncio.Semaphore(size)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -135,7 +135,10 @@ class Lean:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signer = Signer(settings.secret_key)
-        self.pool = Pool(settings.sync_database_url.replace("postgresql+psycopg", "postgresql"))
+        self.pool = Pool(
+            settings.sync_database_url.replace("postgresql+psycopg", "postgresql"),
+            settings.db_pool_size,
+        )
         self.letters: dict[str, tuple[int, list[Rule]]] = {}
 
     async def letter(self, slug: str) -> tuple[int, list[Rule]] | None:

@@ -215,6 +215,7 @@ def one_run(target: str, workers: int, args: argparse.Namespace, workdir: Path) 
         machine_busy_cores=(cpu1[1] - cpu0[1]) / wall,
         lock_waiters=sum(v for k, v in waits.items() if k.startswith("active Lock:")),
         pg_waits=dict(list(waits.items())[:6]),
+        pg_sessions_opened=backends.sessions,
         memory=[common.fmt_mb(m.get("VmHWM")) for m in memory],
         finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
@@ -267,7 +268,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"{r['app_cpu_ms_per_signature']:8.1f} {r['db_cpu_ms_per_signature']:5.1f}     | "
             f"{r['machine_busy_cores']:12.2f} | {'yes' if r['exact'] else r['problems']}"
         )
-        print(f"      backends: {r['pg_waits']}; peak RSS per worker {r['memory']}")
+        print(
+            f"      backends: {r['pg_waits']}; PostgreSQL sessions opened "
+            f"{r.get('pg_sessions_opened', '?')}; peak RSS per worker {r['memory']}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
     return results

@@ -180,6 +180,7 @@ class Load:
     wait_statements: dict[str, float]
     memory: list[dict[str, int]]
     counts: dict[str, int]  # the script's own counters (signed, confirmed, failed, filler ...)
+    sessions: int  # PostgreSQL sessions opened to the bench database during the run
 
 
 def run_load(
@@ -254,6 +255,7 @@ def run_load(
         wait_statements=sampler.statement_averages(),
         memory=app.memory(),
         counts={k: int(v) for k, v in result.extra.items() if v.isdigit()},
+        sessions=backends.sessions,
     )
 
 
@@ -382,6 +384,7 @@ def storm(
         "source_cpu_ms_per_signature": 1000 * source_cpu / max(confirmed, 1),
         "pg_waits": load.waits,
         "pg_wait_statements": load.wait_statements,
+        "pg_sessions_opened": load.sessions,
         "memory": memory,
         "source_log": source_log.read_text().strip().splitlines()[-1:],
         "app_errors": [line for line in app.log().splitlines() if " ERROR " in line][:5],
@@ -441,6 +444,12 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"PostgreSQL backends {r['db_cpu_ms_per_signature']:.1f} ms, "
             f"mail sink {r['source_cpu_ms_per_signature']:.1f} ms"
         )
+        if "pg_sessions_opened" in r:
+            print(
+                f"  PostgreSQL sessions opened during the run: {r['pg_sessions_opened']} "
+                f"({r['pg_sessions_opened'] / max(r['duration_s'], 1):.1f}/s; the backend CPU "
+                "above misses what a backend used after its last sighting, 50 ms apart)"
+            )
         print(
             "  PostgreSQL backends by state (average): "
             + ", ".join(f"{k} {v:.1f}" for k, v in list(r["pg_waits"].items())[:8])
