@@ -164,8 +164,12 @@ class Settings(BaseSettings):
     event_streams_max: int = Field(default=2000, gt=0)
     cache_seconds: float = Field(default=0.5, ge=0)
     access_log: bool = True
-    db_pool_size: int = Field(default=10, gt=0)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # Connections a process keeps open, and how many more it may open for a moment. No
+    # overflow by default: a connection opened for a spike is closed when returned to a
+    # full pool, and under a signing storm that churn (a new PostgreSQL backend every
+    # ~40 ms per process) cost more than waiting for a pooled one (docs/benchmarks.md).
+    db_pool_size: int = Field(default=20, gt=0)
+    db_max_overflow: int = Field(default=0, ge=0)
     # Seconds after which a PostgreSQL connection is replaced when next taken from the pool.
     db_pool_recycle: int = Field(default=300, gt=0)
     # Authors' single sign-on (letters.web.oidc); all three, or none.
