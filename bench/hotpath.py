@@ -76,7 +76,7 @@ def main() -> None:
     )
     migrate(settings)
     engine = make_sync_engine(settings)
-    slug = load_demo(engine).slug
+    slug = load_demo(engine).letter.slug
     engine.dispose()
     app = create_app(settings)
     targets = [

@@ -105,16 +105,17 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
         in_path=RouteIndex(routes, language.IN_PATH),
     )
     middleware = [
-        # Outermost: compression, of whatever answer leaves (also the fast path's).
-        Middleware(assets.CompressReads),
-        # Then: replays cached answers to readers before any other work (it chooses the
-        # reader's language, which its answers depend on).
+        # Outermost: replays cached answers to readers before any other work (it chooses
+        # the reader's language, which its answers depend on, and compresses what it keeps
+        # once, so a replay passes through no compression layer).
         Middleware(
             fastpath.FastReadMiddleware,
             store=cache,
             routes=RouteIndex(routes, fastpath.ROUTES),
             choose=choose,
         ),
+        # Then compression, of every other answer to a GET.
+        Middleware(assets.CompressReads),
         Middleware(language.LocaleMiddleware, choose=choose),
         Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),
         Middleware(
