@@ -95,7 +95,7 @@ class CompressReads:
 
 def _own_headers(app: ASGIApp) -> ASGIApp:
     """`app`, handing on a copy of its headers: GZipMiddleware edits the list it is given
-    in place, and the fast path keeps the list it sent, to replay uncompressed."""
+    in place, and an answer's list may be one a cache holds and sends again."""
 
     async def handed_on(scope: Scope, receive: Receive, send: Send) -> None:
         async def send_copy(message: Message) -> None:
