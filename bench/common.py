@@ -461,16 +461,18 @@ def transactions(database: str) -> int:
     return int(row[0]) if row else 0
 
 
-def backend_pids(db_url: str, database: str) -> list[int]:
-    # pg_stat_activity covers the cluster: ask from the admin database, so these
-    # readings add no transactions to the bench database.
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'",
-            (database,),
-        ).fetchall()
-    return [row[0] for row in rows]
+def postmaster_pid() -> int | None:
+    """The postmaster of the cluster at PG_ADMIN_URL: the parent of a backend it serves
+    (not merely the first postgres process on the machine, which may be another cluster)."""
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            for line in Path(f"/proc/{backend}/status").read_text().splitlines():
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+    except (psycopg.OperationalError, OSError):
+        pass
+    return None
 
 
 class BackendCPU:
@@ -514,14 +516,7 @@ class BackendCPU:
 
     def start(self) -> None:
         self._sessions_before = sessions_opened(self.database)
-        self._postmaster = next(
-            (
-                int(proc.name)
-                for proc in Path("/proc").iterdir()
-                if proc.name.isdigit() and "/bin/postgres " in cmdline(int(proc.name))
-            ),
-            None,
-        )
+        self._postmaster = postmaster_pid()
         self.before = {pid: precise_cpu_seconds(pid) for pid in self._backends()}
         self.latest = dict(self.before)
         self._stop.clear()
@@ -531,8 +526,12 @@ class BackendCPU:
     def stop(self) -> float:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join()  # it wakes every INTERVAL
         self._sample()
+        if not self.latest:
+            log(f"  no PostgreSQL backend of {self.database} was seen: its CPU reads as 0")
+        # A backend reports its session to pg_stat_database within about a second.
+        time.sleep(1.1)
         self.sessions = sessions_opened(self.database) - self._sessions_before
         # A backend first seen during the run was born during it: all its CPU counts.
         return sum(seconds - self.before.get(pid, 0.0) for pid, seconds in self.latest.items())

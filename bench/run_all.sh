@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Run the benchmarks of docs/benchmarks.md in turn (about 40 minutes on the 2-core machine)
-# and keep each command's report in bench/results/NAME_DATE.txt (its progress log in
-# NAME_DATE.log; dated, so that the reports the docs cite are never overwritten).
+# and keep each command's report in bench/results/NAME_STAMP.txt (its progress log in
+# NAME_STAMP.log; STAMP the date and time of the start, so that no report is overwritten).
 # Usage: bash bench/run_all.sh [NAME ...]   (default: the current set, in the order below)
-# The app is copied from the commit (LETTERS_BENCH_REF=HEAD), not the working tree.
+# The app is copied from one commit (LETTERS_BENCH_REF, HEAD by default, resolved once so
+# that a commit made meanwhile does not split the run), not from the working tree.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=bench/results
 mkdir -p "$OUT"
-export LETTERS_BENCH_REF=${LETTERS_BENCH_REF:-HEAD}
-STAMP=$(date -u +%F)
+LETTERS_BENCH_REF=$(git rev-parse --verify "${LETTERS_BENCH_REF:-HEAD}^{commit}") || exit 2
+export LETTERS_BENCH_REF
+STAMP=$(date -u +%FT%H%M)
 
 declare -A COMMANDS=(
   # Section 1: the write path against the lean reference (bench/lean.py), in one command.

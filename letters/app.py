@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None, mail: MailBackend | None = None
             routes=RouteIndex(routes, fastpath.ROUTES),
             choose=choose,
         ),
-        # Then compression, of every other answer to a GET.
+        # Then compression, of every answer to a GET that is not a replay (the fast path
+        # keeps a compressed answer plain, and compresses its own copy once).
         Middleware(assets.CompressReads),
         Middleware(language.LocaleMiddleware, choose=choose),
         Middleware(SecurityHeadersMiddleware, secure_cookies=secure_cookies),

@@ -92,8 +92,8 @@ def _accepts_gzip(header: bytes) -> bool:
 def fast_key(index: RouteIndex, path: str, language: str) -> Hashable | None:
     """The cache key of an address this layer may answer, or None.
 
-    Pages hold the reader's language (chosen by web.language, outside this layer), so
-    their keys do too; the JSON and the badge are the same in every language.
+    Pages hold the reader's language (chosen with web.language's Chooser), so their keys
+    do too; the JSON and the badge are the same in every language.
     """
     found = index.match(path)
     if found is None:
@@ -135,7 +135,7 @@ class FastReadMiddleware:
                 gzip_accepted = _accepts_gzip(value)
         answer = self.cache.peek(key)
         if answer is None:
-            await self._capture(key, scope, receive, send, gzip_accepted)
+            await self._capture(key, scope, receive, send)
             return
         if if_none_match is not None and answer.etag in _tags(if_none_match):
             await send(
@@ -143,71 +143,47 @@ class FastReadMiddleware:
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        await self._send(answer, gzip_accepted, send)
-
-    async def _capture(
-        self, key: Hashable, scope: Scope, receive: Receive, send: Send, gzip_accepted: bool
-    ) -> None:
-        """Produce the answer uncompressed (the app's compression is inside this layer: it
-        is asked for none), keep it if it may be replayed, and send this reader what it
-        accepts, as a replay would."""
-        plain_scope = {
-            **scope,
-            "headers": [(n, v) for n, v in scope["headers"] if n != b"accept-encoding"],
-        }
-        held: list[Message] = []
-        streaming = False
-
-        async def capture(message: Message) -> None:
-            nonlocal streaming
-            if streaming:
-                await send(message)
-                return
-            held.append(message)
-            if message["type"] == "http.response.body" and message.get("more_body", False):
-                # Not a single body: not kept, and sent on as it comes.
-                streaming = True
-                for earlier in held:
-                    await send(earlier)
-
-        await self.app(plain_scope, receive, capture)
-        if streaming:
-            return
-        answer = self._keep(key, scope, held)
-        if answer is None:
-            for message in held:
-                await send(message)
-            return
-        await self._send(answer, gzip_accepted, send)
-
-    def _keep(self, key: Hashable, scope: Scope, held: list[Message]) -> Answer | None:
-        """The answer made of these messages, kept in the cache; None if it may not be."""
-        if len(held) != 2 or held[0]["type"] != "http.response.start":
-            return None
-        start, end = held
-        if start["status"] != 200 or end["type"] != "http.response.body":
-            return None
-        headers = list(start.get("headers", []))
-        if any(name == b"set-cookie" for name, _ in headers):
-            return None  # an answer for one browser only
-        etag = next((value for name, value in headers if name == b"etag"), b"")
-        if not etag:
-            return None
-        tags = scope.get("state", {}).get(cache.ANSWER_TAGS)
-        if not tags:
-            return None  # nothing says when this answer would become stale
-        answer = Answer.of(headers, end.get("body", b""), etag)
-        self.cache.put(key, answer, tags)
-        return answer
-
-    @staticmethod
-    async def _send(answer: Answer, gzip_accepted: bool, send: Send) -> None:
         if gzip_accepted and answer.gzip_headers is not None:
             headers, body = answer.gzip_headers, answer.gzip_body
         else:
             headers, body = answer.headers, answer.body
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _capture(self, key: Hashable, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the app's answer as it comes (compressed by the layer below for a reader who
+        accepts gzip), and keep it plain if it may be replayed."""
+        start: Message | None = None
+        complete = False
+        body = b""
+
+        async def capture(message: Message) -> None:
+            nonlocal start, complete, body
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body" and start is not None:
+                if not message.get("more_body", False) and not body:
+                    complete = True
+                body += message.get("body", b"")
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        if start is None or start["status"] != 200 or not complete:
+            return
+        headers = list(start.get("headers", []))
+        if any(name == b"set-cookie" for name, _ in headers):
+            return  # an answer for one browser only
+        etag = next((value for name, value in headers if name == b"etag"), b"")
+        if not etag:
+            return
+        tags = scope.get("state", {}).get(cache.ANSWER_TAGS)
+        if not tags:
+            return  # nothing says when this answer would become stale
+        if (b"content-encoding", b"gzip") in headers:
+            # Compressed for this reader: kept plain (Answer.of compresses its own copy).
+            body = gzip.decompress(body)
+            headers = [(name, value) for name, value in headers if name != b"content-encoding"]
+        self.cache.put(key, Answer.of(headers, body, etag), tags)
 
 
 def _tags(header: bytes) -> list[bytes]:

@@ -177,3 +177,17 @@ def test_the_fast_path_compresses_an_answer_once_and_sends_each_reader_what_it_a
     assert (
         "Accept-Encoding" in packed.headers["vary"] and "Accept-Encoding" in plain.headers["vary"]
     )
+
+
+def test_an_answer_the_fast_path_does_not_keep_is_still_compressed(cached_app, letter):
+    """A reader's first request, or an address that has no letter, passes through the fast
+    path as the app made it: compressed for a reader who accepts gzip."""
+    gzip = {"Accept-Encoding": "gzip"}
+    with TestClient(cached_app) as client:
+        missing = client.get("/en/letters/no-such-letter", headers=gzip)
+        first = client.get("/en/letters/test-letter", headers=gzip)
+    assert missing.status_code == 404 and len(missing.content) >= 500
+    assert missing.headers["content-encoding"] == "gzip"
+    assert first.headers["content-encoding"] == "gzip"
+    answer = cached_app.state.cache.peek(fast_key("/en/letters/test-letter"))
+    assert answer is not None and answer.body == first.content  # kept plain
