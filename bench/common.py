@@ -488,8 +488,8 @@ class BackendCPU:
 
     INTERVAL = 0.05
 
-    def __init__(self, db_url: str, database: str) -> None:
-        self.db_url, self.database = db_url, database
+    def __init__(self, database: str) -> None:
+        self.database = database
         self.before: dict[int, float] = {}
         self.latest: dict[int, float] = {}
         self.sessions = 0

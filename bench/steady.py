@@ -183,7 +183,7 @@ def one_run(target: str, workers: int, args: argparse.Namespace, workdir: Path) 
         with common.running(app):
             quiet = common.wait_quiet(args.quiet_wait)
             cpu0 = (app.cpu(), common.system_busy()[0])
-            backends = common.BackendCPU(db_url, args.database)
+            backends = common.BackendCPU(args.database)
             backends.start()
             sampler.start()
             started = time.monotonic()
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
         print(
             f"      backends: {r['pg_waits']}; PostgreSQL sessions opened "
-            f"{r.get('pg_sessions_opened', '?')}; peak RSS per worker {r['memory']}"
+            f"{r['pg_sessions_opened']}; peak RSS per worker {r['memory']}"
         )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))

@@ -207,7 +207,7 @@ def run_load(
         "postgres": common.postgres_cpu(),
         "system": common.system_busy(),
     }
-    backends = common.BackendCPU(db_url, database)
+    backends = common.BackendCPU(database)
     backends.start()
     sampler.start()
     started = dt.datetime.now(dt.UTC)
@@ -444,12 +444,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"PostgreSQL backends {r['db_cpu_ms_per_signature']:.1f} ms, "
             f"mail sink {r['source_cpu_ms_per_signature']:.1f} ms"
         )
-        if "pg_sessions_opened" in r:
-            print(
-                f"  PostgreSQL sessions opened during the run: {r['pg_sessions_opened']} "
-                f"({r['pg_sessions_opened'] / max(r['duration_s'], 1):.1f}/s; the backend CPU "
-                "above misses what a backend used after its last sighting, 50 ms apart)"
-            )
+        print(
+            f"  PostgreSQL sessions opened during the run: {r['pg_sessions_opened']} "
+            f"({r['pg_sessions_opened'] / max(r['duration_s'], 1):.1f}/s; the backend CPU "
+            "above misses what a backend used after its last sighting, 50 ms apart)"
+        )
         print(
             "  PostgreSQL backends by state (average): "
             + ", ".join(f"{k} {v:.1f}" for k, v in list(r["pg_waits"].items())[:8])

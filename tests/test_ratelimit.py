@@ -56,6 +56,27 @@ def test_per_ip_limit(settings, letter, mailbox):
     assert signs_from(settings, "2001:db8::1", "r@microsoft.com") == 202
 
 
+def test_one_ip_limit_counts_sign_and_manage_requests_together(settings, letter, mailbox):
+    """An office's IP has one limit, whatever it asks: sign requests (counted in the sign
+    statement on PostgreSQL) and manage-link requests (counted on their own) add to the
+    same count, and the sixth request of either kind is refused."""
+    from starlette.testclient import TestClient
+
+    from tests.helpers import letter_csrf
+
+    settings.limit_per_ip = 5
+    host = "198.51.100.9"
+    statuses = [signs_from(settings, host, f"office{n}@microsoft.com") for n in range(3)]
+    with TestClient(create_app(settings), client=(host, 1234)) as client:
+        for expected in (303, 303, 429):
+            data = {"csrftoken": letter_csrf(client), "email": "office0@microsoft.com"}
+            response = client.post("/letters/test-letter/manage", data=data, follow_redirects=False)
+            statuses.append(response.status_code)
+            assert response.status_code == expected, statuses
+    assert statuses == [202, 202, 202, 303, 303, 429]
+    assert signs_from(settings, host, "office9@microsoft.com") == 429
+
+
 def test_the_domain_count_is_never_a_cap_but_marks_a_flood(settings, letter, mailbox):
     # Each request from a fresh app, as separate workers would serve them: past the
     # domain's count, only the flood limit per IP address applies (letters.record.floods).

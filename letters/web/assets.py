@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from letters.resources import STATIC
 
@@ -78,9 +78,7 @@ class CompressReads:
 
     def __init__(self, app: ASGIApp, minimum_size: int = GZIP_MINIMUM_SIZE) -> None:
         self.app = app
-        self.gzip = GZipMiddleware(
-            _own_headers(app), minimum_size=minimum_size, compresslevel=GZIP_LEVEL
-        )
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=GZIP_LEVEL)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -91,21 +89,6 @@ class CompressReads:
             await self.gzip(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-def _own_headers(app: ASGIApp) -> ASGIApp:
-    """`app`, handing on a copy of its headers: GZipMiddleware edits the list it is given
-    in place, and an answer's list may be one a cache holds and sends again."""
-
-    async def handed_on(scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_copy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": list(message.get("headers", []))}
-            await send(message)
-
-        await app(scope, receive, send_copy)
-
-    return handed_on
 
 
 def _icon(name: str, media_type: str) -> Callable[[Request], Any]:
